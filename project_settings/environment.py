@@ -1,0 +1,165 @@
+"""Reading the host's settings from the environment, with one clear sentence per mistake.
+
+The old Go service's variables keep working unchanged (``POSTGRES_DSN`` in libpq
+keyword form, ``IMAGE_DOWNLOAD_TIMEOUT``...). Every reader here raises
+``ImproperlyConfigured`` naming the variable and what it expected, so a typo in
+a cron environment stops start-up instead of running with a silent default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+# libpq keywords that map onto Django's DATABASES keys; the rest go to OPTIONS.
+_DSN_KEYS = {"dbname": "NAME", "user": "USER", "password": "PASSWORD", "host": "HOST", "port": "PORT"}
+
+SUPPORTED_ENGINES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+
+
+class Env:
+    """Typed reads of environment variables that fail with a sentence naming the variable."""
+
+    def __init__(self, environ_: Mapping[str, str]):
+        self.environ = environ_
+
+    def raw(self, name: str) -> str | None:
+        """The variable's value, or None when unset or blank."""
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def str(self, name: str, default: str = "") -> str:
+        """A string variable."""
+        value = self.raw(name)
+        return default if value is None else value
+
+    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
+        """A whole-number variable."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be a whole number (for example {default}), got {value!r}."
+            ) from None
+        if minimum is not None and number < minimum:
+            raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}.")
+        return number
+
+    def float(self, name: str, default: float, *, minimum: float | None = None) -> float:
+        """A number of seconds, a percentage or any other decimal number."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be a number (for example {default:g}), got {value!r}."
+            ) from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}.")
+        if minimum is not None and number < minimum:
+            raise ImproperlyConfigured(f"{name} must be at least {minimum:g}, got {value!r}.")
+        return number
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        """A yes/no variable: true/false, 1/0, yes/no, on/off."""
+        value = self.environ.get(name)
+        if value is None:
+            return default
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}.")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        """One of a fixed set of words."""
+        value = self.str(name, default).lower()
+        if value not in choices:
+            raise ImproperlyConfigured(
+                f"{name} must be one of {', '.join(choices)}, got {self.raw(name)!r}."
+            )
+        return value
+
+
+def parse_postgres_dsn(dsn: str) -> dict[str, Any]:
+    """Turn a libpq keyword DSN (``host=... dbname=...``) into a Django DATABASES entry."""
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        params = parse_dsn(dsn)
+    except Exception as exc:  # psycopg2 raises ProgrammingError with libpq's own words
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ImproperlyConfigured(
+            "POSTGRES_DSN must be a libpq connection string like "
+            "'host=localhost user=postgres password=pass dbname=postgres port=5432 "
+            f"sslmode=disable' (libpq said: {reason})."
+        ) from None
+    if "dbname" not in params:
+        raise ImproperlyConfigured("POSTGRES_DSN must name the database with dbname=...")
+    database: dict[str, Any] = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {}}
+    for key, value in params.items():
+        if key in _DSN_KEYS:
+            database[_DSN_KEYS[key]] = value
+        else:
+            database["OPTIONS"][key] = value
+    if "PORT" in database and not str(database["PORT"]).isdigit():
+        raise ImproperlyConfigured(
+            f"POSTGRES_DSN has port={database['PORT']!r}; the port must be a number."
+        )
+    return database
+
+
+def parse_database_url(url: str) -> dict[str, Any]:
+    """Turn a DATABASE_URL (``postgres://user:pass@host:5432/name``) into a DATABASES entry."""
+    try:
+        database = environ.Env.db_url_config(url)
+    except Exception as exc:
+        raise ImproperlyConfigured(
+            "DATABASE_URL must be a URL like postgres://user:password@host:5432/dbname "
+            f"or sqlite:///path/to/db.sqlite3 ({exc})."
+        ) from None
+    if database.get("ENGINE") not in SUPPORTED_ENGINES:
+        raise ImproperlyConfigured(
+            "DATABASE_URL must start with postgres:// or sqlite://, "
+            f"got {url.split(':', 1)[0]!r}."
+        )
+    if database["ENGINE"] == "django.db.backends.postgresql" and not database.get("NAME"):
+        raise ImproperlyConfigured("DATABASE_URL must name the database after the last '/'.")
+    return database
+
+
+def database_from_env(env: Env, base_dir: Path) -> dict[str, Any]:
+    """DATABASE_URL wins, then POSTGRES_DSN, then an SQLite file in the project folder."""
+    url = env.raw("DATABASE_URL")
+    if url:
+        database = parse_database_url(url)
+    else:
+        dsn = env.raw("POSTGRES_DSN")
+        if dsn:
+            database = parse_postgres_dsn(dsn)
+        else:
+            database = {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": str(base_dir / "db.sqlite3"),
+            }
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        # pf_sync writes from one thread while others read; wait instead of failing at once.
+        database.setdefault("OPTIONS", {}).setdefault("timeout", 30)
+    else:
+        database.setdefault("CONN_HEALTH_CHECKS", True)
+    return database

@@ -1,0 +1,104 @@
+"""Settings of the host project that plays the real estate site.
+
+Everything comes from the environment (and an optional ``.env`` file next to
+``manage.py``); ``.env.example`` documents each variable. The old service's
+variable names work unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+
+from project_settings.environment import Env, database_from_env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A .env file is optional; real environment variables win over it.
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+env = Env(os.environ)
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", "pfsync-local-development-key-not-for-production")
+DEBUG = env.bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = [
+    h.strip() for h in env.str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "project_settings.host",
+    "pfsync_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project_settings.urls"
+WSGI_APPLICATION = "project_settings.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_from_env(env, BASE_DIR)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "host.User"
+
+TIME_ZONE = env.str("TZ", "Asia/Tashkent")
+USE_TZ = True
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+MEDIA_URL = env.str("MEDIA_URL", "/media/")
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", str(BASE_DIR / "media"))).resolve()
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# pfsync (pfsync_app/conf.py documents each one).
+PF_API_URL = env.str("PF_API_URL", "https://atlas.propertyfinder.com").rstrip("/")
+PF_API_KEY = env.str("PF_API_KEY", "")
+PF_API_SECRET = env.str("PF_API_SECRET", "")
+PF_API_TIMEOUT = env.float("PF_API_TIMEOUT", 30.0, minimum=0.1)
+PF_API_REQUESTS_PER_MINUTE = env.int("PF_API_REQUESTS_PER_MINUTE", 650, minimum=1)
+IMAGE_DOWNLOAD_MAX_RETRIES = env.int("IMAGE_DOWNLOAD_MAX_RETRIES", 3, minimum=1)
+IMAGE_DOWNLOAD_RETRY_DELAY = env.float("IMAGE_DOWNLOAD_RETRY_DELAY", 2.0, minimum=0)
+IMAGE_DOWNLOAD_TIMEOUT = env.float("IMAGE_DOWNLOAD_TIMEOUT", 10.0, minimum=0.1)
+PF_IMAGE_MAX_BYTES = env.int("PF_IMAGE_MAX_BYTES", 25 * 1024 * 1024, minimum=1024)
+PF_MEDIA_ALLOW_PRIVATE_HOSTS = env.bool("PF_MEDIA_ALLOW_PRIVATE_HOSTS", False)
+PF_SYNC_CONCURRENCY = env.int("PF_SYNC_CONCURRENCY", 16, minimum=1)
+PF_SYNC_MAX_UNPUBLISH_PERCENT = env.float("PF_SYNC_MAX_UNPUBLISH_PERCENT", 10.0, minimum=0)
+REPORT_FILE = env.str("REPORT_FILE", "")
+PF_WEBHOOK_SECRET = env.str("PF_WEBHOOK_SECRET", "")
+PF_WEBHOOK_ALLOW_UNSIGNED = env.bool("PF_WEBHOOK_ALLOW_UNSIGNED", False)

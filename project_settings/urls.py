@@ -1,0 +1,12 @@
+"""URLs of the host project: the admin and pfsync's webhook endpoint."""
+
+from django.conf import settings
+from django.conf.urls.static import static
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("pf/", include("pfsync_app.urls")),
+    *static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT),
+]
