@@ -159,7 +159,11 @@ def database_from_env(env: Env, base_dir: Path) -> dict[str, Any]:
             }
     if database["ENGINE"] == "django.db.backends.sqlite3":
         # pf_sync writes from one thread while others read; wait instead of failing at once.
-        database.setdefault("OPTIONS", {}).setdefault("timeout", 30)
+        options = database.setdefault("OPTIONS", {})
+        options.setdefault("timeout", 30)
+        # Take the write lock when a transaction starts, so two processes never both
+        # read-then-write (pfsync's run lock relies on it on SQLite).
+        options.setdefault("transaction_mode", "IMMEDIATE")
     else:
         database.setdefault("CONN_HEALTH_CHECKS", True)
     return database

@@ -1,0 +1,159 @@
+"""pf_sync: bring users, listings and images from Property Finder into the host's tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pfsync_app.progress import progress_for
+from pfsync_app.sync import SyncAborted, SyncOptions, SyncResult, run_sync
+
+SUMMARY = (
+    ("properties_created", "Properties created"),
+    ("properties_updated", "Properties updated"),
+    ("properties_unpublished", "Properties unpublished"),
+    ("images_downloaded", "Images downloaded"),
+    ("images_deactivated", "Images deactivated"),
+    ("images_failed", "Images failed"),
+    ("users_created", "Users created"),
+    ("users_updated", "Users updated"),
+    ("errors", "Errors"),
+)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise CommandError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise CommandError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+class Command(BaseCommand):
+    help = (
+        "Sync agents, listings and images from Property Finder (create and update, never delete)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Fetch everything and report what would change; write and download nothing.",
+        )
+        parser.add_argument(
+            "--only", choices=["users", "listings"], help="Sync only users or only listings."
+        )
+        parser.add_argument(
+            "--listing",
+            action="append",
+            default=[],
+            metavar="PF_ID",
+            help="Sync just this listing (repeatable).",
+        )
+        parser.add_argument("--no-images", action="store_true", help="Do not download images.")
+        parser.add_argument("--limit", type=positive_int, help="Stop after N listings.")
+        parser.add_argument(
+            "--full",
+            action="store_true",
+            help="Rewrite every listing, not only changed ones (present images are kept).",
+        )
+        parser.add_argument(
+            "--allow-mass-unpublish",
+            action="store_true",
+            help="Unpublish even above PF_SYNC_MAX_UNPUBLISH_PERCENT.",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=positive_int,
+            help="Image downloads at once (PF_SYNC_CONCURRENCY).",
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="Print a machine-readable summary on stdout."
+        )
+
+    def handle(self, *args, **options) -> None:
+        if options["listing"] and options["only"] == "users":
+            raise CommandError("--listing cannot be combined with --only users.", returncode=2)
+        sync_options = SyncOptions(
+            dry_run=options["dry_run"],
+            only=options["only"],
+            listing_ids=[pf_id.strip() for pf_id in options["listing"] if pf_id.strip()],
+            images=not options["no_images"],
+            limit=options["limit"],
+            full=options["full"],
+            allow_mass_unpublish=options["allow_mass_unpublish"],
+            concurrency=options["concurrency"],
+        )
+        verbosity = 0 if options["json"] else options["verbosity"]
+        progress = progress_for(self.stderr._out, verbosity)
+        try:
+            result = run_sync(sync_options, progress=progress)
+        except SyncAborted as exc:
+            raise CommandError(f"pf_sync could not run: {exc}", returncode=2) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(self.as_json(result, sync_options), ensure_ascii=False))
+        else:
+            self.print_summary(result, sync_options, options["verbosity"])
+        if result.exit_code:
+            sys.exit(result.exit_code)
+
+    @staticmethod
+    def as_json(result: SyncResult, options: SyncOptions) -> dict:
+        """The machine-readable summary."""
+        return {
+            "run_id": result.run_id,
+            "status": "finished_with_errors" if result.exit_code else "succeeded",
+            "exit_code": result.exit_code,
+            "dry_run": options.dry_run,
+            "counters": result.counters,
+            "listings_received": result.listings_received,
+            "listings_unchanged": result.listings_skipped_unchanged,
+            "failures": result.failures,
+            "unmapped_locations": {str(k): v for k, v in result.unmapped_locations.items()},
+            "unpublish_note": result.unpublish_note,
+            "changes": result.changes,
+        }
+
+    def print_summary(self, result: SyncResult, options: SyncOptions, verbosity: int) -> None:
+        """The old service's counters, then what failed and what needs attention."""
+        out = self.stdout
+        if options.dry_run:
+            out.write(self.style.WARNING("DRY RUN: nothing was written or downloaded."))
+            for line in result.changes:
+                out.write(f"  {line}")
+        title = "Sync finished" if not result.exit_code else "Sync finished with errors"
+        style = self.style.SUCCESS if not result.exit_code else self.style.WARNING
+        out.write(style(f"{title} (run {result.run_id})"))
+        for key, label in SUMMARY:
+            out.write(f"  {label + ':':<24}{result.counters.get(key, 0)}")
+        out.write(
+            f"  {'Listings unchanged:':<24}{result.listings_skipped_unchanged} "
+            f"of {result.listings_received} received"
+        )
+        if result.unpublish_note:
+            out.write(self.style.WARNING(f"  Unpublishing skipped: {result.unpublish_note}"))
+        if result.unmapped_locations:
+            out.write(
+                self.style.WARNING(
+                    f"  {len(result.unmapped_locations)} location(s) have no area yet "
+                    "(python manage.py pf_areas unmapped):"
+                )
+            )
+            for location_id, count in sorted(
+                result.unmapped_locations.items(), key=lambda item: -item[1]
+            )[:20]:
+                out.write(f"    location {location_id}: {count} listing(s)")
+        if result.failures:
+            out.write(self.style.ERROR(f"  Failures ({len(result.failures)}):"))
+            shown = result.failures if verbosity > 1 else result.failures[:50]
+            for failure in shown:
+                out.write(f"    {failure}")
+            if len(shown) < len(result.failures):
+                out.write(
+                    f"    ... and {len(result.failures) - len(shown)} more (see the run's report)"
+                )

@@ -1,0 +1,336 @@
+"""pf_sync end to end against the sandbox and the real database."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils.dateparse import parse_datetime
+
+from pfsync_app.models import (
+    Agent,
+    Area,
+    ImageFile,
+    ListingState,
+    Property,
+    PropertyImage,
+    ReportEntry,
+    SyncRun,
+)
+from pfsync_app.sync import SyncAborted, SyncOptions, run_sync
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FORBIDDEN_SQL = re.compile(r"^\s*(DELETE|TRUNCATE|DROP|ALTER)\b", re.IGNORECASE)
+
+
+def expected_price(raw):
+    price = raw.get("price") or {}
+    kind = price.get("type")
+    if not kind or price.get("onRequest"):
+        return None
+    amount = (price.get("amounts") or {}).get(kind)
+    return None if amount is None else Decimal(str(amount)).quantize(Decimal("0.01"))
+
+
+def expected_rooms(value, zero):
+    if value is None:
+        return None
+    return 0 if value == zero else int(value)
+
+
+def expected_live(raw):
+    portal = (raw.get("portals") or {}).get("propertyfinder") or {}
+    if "isLive" in portal:
+        return bool(portal["isLive"])
+    return (raw.get("state") or {}).get("type") == "live"
+
+
+def assert_property_matches(prop, raw, agents_by_profile, areas_by_location):
+    title = raw.get("title") or {}
+    description = raw.get("description") or {}
+    price = raw.get("price") or {}
+    assert prop.reference == (raw.get("reference") or "")
+    assert prop.title == (title.get("en") or "")[:255]
+    assert prop.title_ar == (title.get("ar") or "")[:255]
+    assert prop.description == (description.get("en") or "")
+    assert prop.description_ar == (description.get("ar") or "")
+    assert prop.category == (raw.get("category") or "")
+    assert prop.property_type == (raw.get("type") or "")
+    kind = price.get("type") or ""
+    assert prop.price_period == kind
+    assert prop.status_type == ("" if not kind else ("sale" if kind == "sale" else "rent"))
+    assert prop.price == expected_price(raw)
+    assert prop.bedrooms == expected_rooms(raw.get("bedrooms"), "studio")
+    assert prop.bathrooms == expected_rooms(raw.get("bathrooms"), "none")
+    size = raw.get("size")
+    assert prop.size == (None if size is None else Decimal(str(size)).quantize(Decimal("0.01")))
+    assert prop.furnishing == (raw.get("furnishingType") or "")
+    assert prop.is_published is expected_live(raw)
+    assert prop.pf_updated_at == parse_datetime(raw["updatedAt"])
+    assigned = (raw.get("assignedTo") or {}).get("id")
+    assert prop.user_id == agents_by_profile.get(assigned)
+    location = (raw.get("location") or {}).get("id")
+    assert prop.area_id == areas_by_location.get(location)
+
+
+def assert_database_equals_sandbox(sb):
+    listings = sb.data.listings()
+    properties = Property.objects.in_bulk(field_name="pf_id")
+    assert set(properties) == {raw["id"] for raw in listings}
+    agents_by_profile = dict(
+        Agent.objects.exclude(pf_public_profile_id=None).values_list("pf_public_profile_id", "id")
+    )
+    areas_by_location = dict(
+        Area.objects.exclude(pf_location_id=None).values_list("pf_location_id", "id")
+    )
+    for raw in listings:
+        prop = properties[raw["id"]]
+        assert_property_matches(prop, raw, agents_by_profile, areas_by_location)
+        images = ((raw.get("media") or {}).get("images")) or []
+        rows = list(PropertyImage.objects.filter(property_id=prop.pk, is_active=True))
+        assert sorted((r.position, r.source_url) for r in rows) == [
+            (i, image["original"]["url"]) for i, image in enumerate(images)
+        ]
+        for row in rows:
+            original = images[row.position]["original"]
+            assert (row.width, row.height) == (original.get("width"), original.get("height"))
+            assert re.fullmatch(r"property_images/[0-9a-f-]{32,36}\.(jpg|png|webp|gif)", row.image)
+            with default_storage.open(row.image, "rb") as handle:
+                assert handle.read() == sb.data.image_bytes(row.source_url)
+
+
+def assert_users_match(sb):
+    for raw in sb.data.users():
+        agent = Agent.objects.get(pf_user_id=raw["id"])
+        profile = raw.get("publicProfile") or {}
+        assert agent.email == raw["email"]
+        assert agent.first_name == raw["firstName"]
+        assert agent.last_name == (raw.get("lastName") or "")
+        assert agent.phone == (raw.get("mobile") or profile.get("phone") or "")
+        assert agent.role == ((raw.get("role") or {}).get("baseRoleKey") or "")
+        assert agent.pf_public_profile_id == (profile.get("id") if profile else None)
+        assert not agent.is_staff and not agent.is_superuser
+        assert agent.password.startswith("!")  # unusable: cannot log in
+
+
+def test_one_sync_fills_the_host_tables_exactly_as_the_sandbox_says(sandbox_settings):
+    sb = sandbox_settings
+    result = run_sync(SyncOptions())
+    assert result.exit_code == 0, result.failures
+    assert_users_match(sb)
+    assert_database_equals_sandbox(sb)
+    run = SyncRun.objects.get(pk=result.run_id)
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert run.properties_created == len(sb.data.listings())
+    total_images = sum(
+        len((raw.get("media") or {}).get("images") or []) for raw in sb.data.listings()
+    )
+    assert run.images_downloaded == total_images
+    assert ImageFile.objects.count() == total_images
+
+
+def test_a_second_sync_with_no_change_writes_and_downloads_nothing(sandbox_settings):
+    run_sync(SyncOptions())
+    image_requests_before = sum(1 for r in sandbox_settings.requests if "/images/" in r[1])
+    with CaptureQueriesContext(connection) as queries:
+        result = run_sync(SyncOptions())
+    image_requests_after = sum(1 for r in sandbox_settings.requests if "/images/" in r[1])
+    assert result.exit_code == 0
+    counters = result.counters
+    assert counters["properties_created"] == counters["properties_updated"] == 0
+    assert counters["images_downloaded"] == counters["users_created"] == 0
+    assert counters["users_updated"] == 0
+    assert image_requests_after == image_requests_before
+    host_tables = ("properties_property", "properties_propertyimage", "users_user", "areas_area")
+    writes = [
+        q["sql"]
+        for q in queries.captured_queries
+        if re.match(r"^\s*(INSERT|UPDATE)", q["sql"], re.I)
+        and any(t in q["sql"] for t in host_tables)
+    ]
+    assert writes == []
+
+
+def test_changes_on_property_finder_arrive_and_nothing_else_moves(sandbox_settings):
+    sb = sandbox_settings
+    run_sync(SyncOptions())
+    listings = sb.data.listings()
+    with_images = [raw for raw in listings if (raw.get("media") or {}).get("images")]
+    priced = next(raw for raw in listings if expected_price(raw) is not None)
+    retitled = next(raw for raw in listings if raw["id"] != priced["id"])
+    grows, shrinks = with_images[0]["id"], with_images[1]["id"]
+    removed = next(
+        raw["id"]
+        for raw in listings
+        if raw["id"] not in {priced["id"], retitled["id"], grows, shrinks}
+    )
+    kind = priced["price"]["type"]
+    new_amount = int(priced["price"]["amounts"][kind]) - 50000
+    sb.data.update_listing(priced["id"], **{f"price.amounts.{kind}": new_amount})
+    sb.data.update_listing(retitled["id"], **{"title.en": "Renovated corner unit"})
+    added_url = sb.data.add_image(grows)
+    removed_url = sb.data.listing(shrinks)["media"]["images"][-1]["original"]["url"]
+    sb.data.remove_image(shrinks, len(sb.data.listing(shrinks)["media"]["images"]) - 1)
+    sb.data.remove_listing(removed)
+    new_id = sb.data.add_listing()
+    user = sb.data.users()[0]
+    sb.data.update_user(user["id"], mobile="+971500000999")
+
+    with CaptureQueriesContext(connection) as queries:
+        result = run_sync(SyncOptions())
+
+    assert result.exit_code == 0, result.failures
+    c = result.counters
+    assert c["properties_created"] == 1
+    assert c["properties_updated"] == 4
+    assert c["properties_unpublished"] == 1
+    assert c["images_deactivated"] == 1
+    assert c["users_updated"] == 1 and c["users_created"] == 0
+    new_images = len((sb.data.listing(new_id).get("media") or {}).get("images") or [])
+    assert c["images_downloaded"] == 1 + new_images
+
+    assert Property.objects.get(pf_id=priced["id"]).price == Decimal(new_amount)
+    assert Property.objects.get(pf_id=retitled["id"]).title == "Renovated corner unit"
+    assert PropertyImage.objects.get(source_url=added_url).is_active
+    gone = PropertyImage.objects.get(source_url=removed_url)
+    assert gone.is_active is False and default_storage.exists(gone.image)
+    unpublished = Property.objects.get(pf_id=removed)
+    assert unpublished.is_published is False
+    assert Agent.objects.get(pf_user_id=user["id"]).phone == "+971500000999"
+    assert not [q["sql"] for q in queries.captured_queries if FORBIDDEN_SQL.match(q["sql"])]
+
+    current = [raw for raw in sb.data.listings()]
+    assert Property.objects.filter(is_published=True).count() == sum(
+        1 for raw in current if expected_live(raw)
+    )
+
+
+def test_no_delete_truncate_drop_or_alter_reaches_the_database_during_syncs(sandbox_settings):
+    with CaptureQueriesContext(connection) as queries:
+        run_sync(SyncOptions())
+        run_sync(SyncOptions(full=True))
+    assert queries.captured_queries
+    assert not [q["sql"] for q in queries.captured_queries if FORBIDDEN_SQL.match(q["sql"])]
+
+
+def test_a_bad_listing_and_a_failed_image_are_reported_and_the_rest_is_saved(sandbox_settings):
+    sb = sandbox_settings
+    listings = sb.data.listings()
+    broken = listings[0]["id"]
+    sb.data.update_listing(broken, **{"title": "not an object", "price": "free"})
+    with_images = [raw for raw in listings[1:] if (raw.get("media") or {}).get("images")]
+    failing_url = with_images[0]["media"]["images"][0]["original"]["url"]
+    sb.faults.add_image(failing_url, "404")
+
+    result = run_sync(SyncOptions())
+
+    assert result.exit_code == 1
+    assert Property.objects.filter(pf_id__in=[r["id"] for r in listings[1:]]).count() == (
+        len(listings) - 1
+    )
+    errors = ReportEntry.objects.filter(run_id=result.run_id, level="error")
+    assert errors.filter(pf_id=broken).exists()
+    assert errors.filter(pf_id=with_images[0]["id"], action="image.failed").exists()
+    assert not PropertyImage.objects.filter(source_url=failing_url).exists()
+
+    sb.faults.clear()
+    again = run_sync(SyncOptions())
+    assert PropertyImage.objects.filter(source_url=failing_url, is_active=True).count() == 1
+    assert again.counters["images_downloaded"] == 1
+
+
+def test_dry_run_writes_nothing_and_shows_field_changes(sandbox_settings):
+    sb = sandbox_settings
+    run_sync(SyncOptions())
+    priced = next(raw for raw in sb.data.listings() if expected_price(raw) is not None)
+    kind = priced["price"]["type"]
+    old = int(priced["price"]["amounts"][kind])
+    sb.data.update_listing(priced["id"], **{f"price.amounts.{kind}": old - 1000})
+    sb.data.add_listing()
+    counts = (Property.objects.count(), PropertyImage.objects.count(), Agent.objects.count())
+    files = sorted(p.name for p in default_storage.listdir("property_images")[1])
+
+    result = run_sync(SyncOptions(dry_run=True))
+
+    assert (
+        Property.objects.count(),
+        PropertyImage.objects.count(),
+        Agent.objects.count(),
+    ) == counts
+    assert sorted(p for p in default_storage.listdir("property_images")[1]) == files
+    assert Property.objects.get(pf_id=priced["id"]).price == Decimal(old)
+    assert any(f"price: {old} → {old - 1000}" in line for line in result.changes)
+    assert any("would be created" in line for line in result.changes)
+
+
+def test_unpublishing_stops_above_the_circuit_breaker(sandbox_settings, settings):
+    sb = sandbox_settings
+    run_sync(SyncOptions())
+    live = [raw["id"] for raw in sb.data.listings() if expected_live(raw)]
+    for pf_id in live[: len(live) // 2]:
+        sb.data.remove_listing(pf_id)
+    result = run_sync(SyncOptions())
+    assert result.counters["properties_unpublished"] == 0
+    assert "PF_SYNC_MAX_UNPUBLISH_PERCENT" in result.unpublish_note
+    assert Property.objects.filter(pf_id__in=live, is_published=True).count() == len(live)
+
+    forced = run_sync(SyncOptions(allow_mass_unpublish=True))
+    assert forced.counters["properties_unpublished"] == len(live) // 2
+
+
+def test_a_failed_page_never_unpublishes(sandbox_settings):
+    sb = sandbox_settings
+    run_sync(SyncOptions())
+    live = next(raw["id"] for raw in sb.data.listings() if expected_live(raw))
+    sb.data.remove_listing(live)
+    sb.faults.add("/v1/listings", "status", status=500, times=100)
+    result = run_sync(SyncOptions())
+    assert result.exit_code == 1
+    assert result.counters["properties_unpublished"] == 0
+    assert Property.objects.get(pf_id=live).is_published is True
+    assert "did not complete" in result.unpublish_note
+
+
+def test_listing_option_syncs_only_those_and_an_unknown_id_stops_with_status_2(sandbox_settings):
+    sb = sandbox_settings
+    pf_id = sb.data.listings()[3]["id"]
+    result = run_sync(SyncOptions(listing_ids=[pf_id]))
+    assert list(Property.objects.values_list("pf_id", flat=True)) == [pf_id]
+    assert result.exit_code == 0
+    with pytest.raises(SyncAborted, match="NOPE123 does not exist"):
+        run_sync(SyncOptions(listing_ids=["NOPE123"]))
+    err = StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("pf_sync", "--listing", "NOPE123", stderr=err, stdout=StringIO())
+    assert exit_info.value.code == 2
+
+
+def test_wrong_credentials_stop_with_status_2_and_one_sentence(sandbox_settings, settings):
+    settings.PF_API_SECRET = "wrong-secret"
+    with pytest.raises(SyncAborted, match="refused the credentials") as info:
+        run_sync(SyncOptions())
+    assert "wrong-secret" not in str(info.value)
+    assert SyncRun.objects.get().status == SyncRun.Status.FAILED
+
+
+def test_unmapped_locations_are_remembered_and_reported(sandbox_settings):
+    result = run_sync(SyncOptions(images=False))
+    assert result.unmapped_locations
+    location_id, count = max(result.unmapped_locations.items(), key=lambda item: item[1])
+    assert ListingState.objects.filter(location_id=location_id).count() == count
+    assert ReportEntry.objects.filter(action="location.unmapped", pf_id=str(location_id)).exists()
+
+
+def test_the_command_prints_the_old_services_counters(sandbox_settings):
+    out = StringIO()
+    call_command("pf_sync", stdout=out, stderr=StringIO())
+    text = out.getvalue()
+    for label in ("Properties created", "Properties updated", "Images downloaded", "Users created"):
+        assert label in text
