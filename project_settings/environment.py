@@ -16,7 +16,13 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 # libpq keywords that map onto Django's DATABASES keys; the rest go to OPTIONS.
-_DSN_KEYS = {"dbname": "NAME", "user": "USER", "password": "PASSWORD", "host": "HOST", "port": "PORT"}
+_DSN_KEYS = {
+    "dbname": "NAME",
+    "user": "USER",
+    "password": "PASSWORD",
+    "host": "HOST",
+    "port": "PORT",
+}
 
 SUPPORTED_ENGINES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
 
@@ -135,8 +141,7 @@ def parse_database_url(url: str) -> dict[str, Any]:
         ) from None
     if database.get("ENGINE") not in SUPPORTED_ENGINES:
         raise ImproperlyConfigured(
-            "DATABASE_URL must start with postgres:// or sqlite://, "
-            f"got {url.split(':', 1)[0]!r}."
+            f"DATABASE_URL must start with postgres:// or sqlite://, got {url.split(':', 1)[0]!r}."
         )
     if database["ENGINE"] == "django.db.backends.postgresql" and not database.get("NAME"):
         raise ImproperlyConfigured("DATABASE_URL must name the database after the last '/'.")

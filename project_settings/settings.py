@@ -86,6 +86,24 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
+# MEDIA_STORAGE=s3 puts media on S3-compatible object storage (django-storages),
+# configured with the usual AWS_* variables; pfsync only ever uses the storage API.
+MEDIA_STORAGE = env.choice("MEDIA_STORAGE", "filesystem", ("filesystem", "s3"))
+if MEDIA_STORAGE == "s3":
+    AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", "")
+    if not AWS_STORAGE_BUCKET_NAME:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("MEDIA_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME.")
+    AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", "") or None
+    AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", "") or None
+    AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", "") or None
+    AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", "") or None
+    AWS_LOCATION = env.str("AWS_LOCATION", "")
+    AWS_QUERYSTRING_AUTH = env.bool("AWS_QUERYSTRING_AUTH", True)
+    AWS_S3_FILE_OVERWRITE = False
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage"}
+
 # pfsync (pfsync_app/conf.py documents each one).
 PF_API_URL = env.str("PF_API_URL", "https://atlas.propertyfinder.com").rstrip("/")
 PF_API_KEY = env.str("PF_API_KEY", "")
@@ -102,3 +120,34 @@ PF_SYNC_MAX_UNPUBLISH_PERCENT = env.float("PF_SYNC_MAX_UNPUBLISH_PERCENT", 10.0,
 REPORT_FILE = env.str("REPORT_FILE", "")
 PF_WEBHOOK_SECRET = env.str("PF_WEBHOOK_SECRET", "")
 PF_WEBHOOK_ALLOW_UNSIGNED = env.bool("PF_WEBHOOK_ALLOW_UNSIGNED", False)
+
+# Logging: one line per event with the run id; LOG_FORMAT=json for JSON lines.
+LOG_FORMAT = env.choice("LOG_FORMAT", "text", ("text", "json"))
+LOG_LEVEL = env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "run": {"()": "pfsync_app.logutils.RunContextFilter"},
+        "redact": {"()": "pfsync_app.logutils.RedactingFilter"},
+    },
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [run %(run_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(run_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["run", "redact"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "pfsync": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+    },
+}

@@ -81,3 +81,6 @@ class PropertyImage(models.Model):
 
     class Meta:
         db_table = "properties_propertyimage"
+
+    def __str__(self) -> str:
+        return self.image
