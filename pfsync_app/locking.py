@@ -58,32 +58,38 @@ def writer_lock(command: str, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
         if not acquired:
             raise LockBusy(_busy_message(RunLock.objects.filter(name=LOCK_NAME).first()))
         try:
-            RunLock.objects.update_or_create(
-                name=LOCK_NAME, defaults={**me, "acquired_at": timezone.now()}
-            )
+            _claim_row(me, check_holder=False)
             yield
         finally:
-            RunLock.objects.filter(name=LOCK_NAME, pid=me["pid"]).delete()
+            _release_row(me)
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_KEY])
         return
 
-    _acquire_row_lock(me)
+    _claim_row(me, check_holder=True)
     try:
         yield
     finally:
-        RunLock.objects.filter(name=LOCK_NAME, pid=me["pid"]).delete()
+        _release_row(me)
 
 
-def _acquire_row_lock(me: dict) -> None:
+def _claim_row(me: dict, *, check_holder: bool) -> None:
+    """Write ourselves into the RunLock row; on SQLite the row is the lock itself."""
     with transaction.atomic():
-        holder = RunLock.objects.select_for_update().filter(name=LOCK_NAME).first()
-        if holder is not None:
-            same_host = holder.hostname == me["hostname"]
-            if not same_host or (_process_alive(holder.pid) and holder.pid != me["pid"]):
-                raise LockBusy(_busy_message(holder))
-            holder.delete()
         try:
-            RunLock.objects.create(name=LOCK_NAME, acquired_at=timezone.now(), **me)
+            with transaction.atomic():
+                holder, _ = RunLock.objects.select_for_update().get_or_create(
+                    name=LOCK_NAME, defaults={"pid": 0}
+                )
         except IntegrityError:
-            raise LockBusy(_busy_message(RunLock.objects.filter(name=LOCK_NAME).first())) from None
+            holder = RunLock.objects.select_for_update().get(name=LOCK_NAME)
+        if check_holder and holder.pid and holder.pid != me["pid"]:
+            same_host = holder.hostname == me["hostname"]
+            if not same_host or _process_alive(holder.pid):
+                raise LockBusy(_busy_message(holder))
+        # The row is updated, never deleted: pfsync issues no DELETE at all.
+        RunLock.objects.filter(pk=holder.pk).update(acquired_at=timezone.now(), **me)
+
+
+def _release_row(me: dict) -> None:
+    RunLock.objects.filter(name=LOCK_NAME, pid=me["pid"]).update(pid=0, command="")

@@ -2,9 +2,15 @@
 
 import pytest
 
+pytest_plugins = ["tests.fixtures.sandbox"]
+
 
 @pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    """Every test writes media into its own folder, never into the project's media/."""
+def _isolated_settings(settings, tmp_path):
+    """Every test writes media into its own folder and never waits long for retries."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.REPORT_FILE = ""
+    settings.PF_API_MAX_RETRY_WAIT = 1.0
+    settings.PF_API_MAX_ATTEMPTS = 4
+    settings.IMAGE_DOWNLOAD_RETRY_DELAY = 0.01
+    settings.IMAGE_DOWNLOAD_TIMEOUT = 5.0
