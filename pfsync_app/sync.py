@@ -242,8 +242,13 @@ class Sync:
             if page.page == 1 or page.page == page.total_pages:
                 self.progress.total("users", page.total)
             self._record_page_errors(page, "user")
-            for user in page.items:
-                values = map_user(user)
+            mapped = [map_user(user) for user in page.items]
+            # One query tells which users are already up to date: they cost nothing more.
+            unchanged = writers.unchanged_users(mapped)
+            for user, values in zip(page.items, mapped, strict=True):
+                if user.id in unchanged and not values.warnings:
+                    self.progress.advance("users")
+                    continue
                 try:
                     outcome = writers.save_user(values, dry_run=self.options.dry_run, now=now)
                 except (OperationalError, InterfaceError):
@@ -357,7 +362,7 @@ class Sync:
 
     def _record_page_errors(self, page: records.Page, kind: str) -> None:
         for error in page.errors:
-            if error.record_id:
+            if kind == "listing" and error.record_id:
                 self.seen.add(str(error.record_id))
             elif kind == "listing":
                 # A listing we cannot name might be any of the published ones.

@@ -22,6 +22,7 @@ from pfsync_app.mapping import ImageValues, PropertyValues, UserValues, describe
 from pfsync_app.media import StoredImage
 from pfsync_app.models import Agent, Area, ImageFile, ListingState, Property, PropertyImage
 
+USER_FIELDS = ("first_name", "last_name", "email", "phone", "role")
 CREATED = "created"
 UPDATED = "updated"
 UNCHANGED = "unchanged"
@@ -90,6 +91,25 @@ def _username_for(values: UserValues) -> str:
     if Agent.objects.filter(username=candidate).exists():
         candidate = f"{base}-pf{values.pf_user_id}"[:150]
     return candidate
+
+
+def unchanged_users(users: list[UserValues]) -> set[int]:
+    """The PF user ids whose linked host user already holds exactly these values (one query)."""
+    names = [*USER_FIELDS, "pf_user_id", "pf_public_profile_id"]
+    current = {
+        row["pf_user_id"]: row
+        for row in Agent.objects.filter(pf_user_id__in=[u.pf_user_id for u in users]).values(
+            *names
+        )
+    }
+    same = set()
+    for values in users:
+        row = current.get(values.pf_user_id)
+        if row is None or row["pf_public_profile_id"] != values.pf_public_profile_id:
+            continue
+        if all(row[name] == values.fields[name] for name in USER_FIELDS):
+            same.add(values.pf_user_id)
+    return same
 
 
 def find_agent(values: UserValues) -> tuple[Agent | None, bool]:
