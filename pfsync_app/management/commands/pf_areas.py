@@ -1,0 +1,221 @@
+"""pf_areas: link the Property Finder locations of synced listings to host areas."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pfsync_app import areas
+from pfsync_app.api import build_client
+from pfsync_app.atlas.errors import AtlasError
+
+
+class Command(BaseCommand):
+    help = (
+        "Close the gap between Property Finder locations and host areas: list unmapped "
+        "locations, search them, link them to areas, or propose links by exact name."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+        unmapped = actions.add_parser(
+            "unmapped", help="Locations of synced listings that no host area links."
+        )
+        unmapped.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+
+        search = actions.add_parser(
+            "search", help="Search Property Finder locations (GET /v1/locations)."
+        )
+        search.add_argument("text", help="At least 2 characters of a location's name.")
+        search.add_argument(
+            "--type", help="Only locations of this type (CITY, COMMUNITY, TOWER, ...)."
+        )
+        search.add_argument(
+            "--parent",
+            metavar="NAMES",
+            help='Only locations under this hierarchy of names, root first: "Dubai, Dubai '
+            'Hills Estate" (a printed path "Dubai > Dubai Hills Estate" works too).',
+        )
+
+        link = actions.add_parser(
+            "link",
+            help="Link a location to a host area and give its waiting properties that area.",
+        )
+        link.add_argument(
+            "location_id", metavar="PF_LOCATION_ID", help="The Property Finder location id."
+        )
+        link.add_argument(
+            "area_id", metavar="AREA_ID", nargs="?", help="The host area's id (or --create)."
+        )
+        link.add_argument("--create", metavar="NAME", help="Create a host area with this name.")
+        link.add_argument(
+            "--force",
+            action="store_true",
+            help="Relink an area that links another location, or create a same-named area.",
+        )
+
+        automap = actions.add_parser(
+            "automap",
+            help="Propose a link for each unlinked area whose name matches exactly one location.",
+        )
+        automap.add_argument("--apply", action="store_true", help="Write the proposed links.")
+
+        for action in (unmapped, search, link, automap):
+            # So that "pf_areas automap -v 2" works, not only "pf_areas -v 2 automap".
+            action.add_argument(
+                "-v",
+                "--verbosity",
+                type=int,
+                choices=[0, 1, 2, 3],
+                default=argparse.SUPPRESS,
+                help="Verbosity level; 2 also shows the paths of ambiguous candidates.",
+            )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "unmapped": self.unmapped,
+            "search": self.search,
+            "link": self.link,
+            "automap": self.automap,
+        }
+        try:
+            handlers[options["action"]](options)
+        except areas.AreaError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        except AtlasError as exc:
+            raise CommandError(f"Property Finder API: {exc}", returncode=2) from None
+
+    # -- actions -----------------------------------------------------------
+
+    def unmapped(self, options: dict[str, Any]) -> None:
+        rows = areas.unmapped_locations()
+        if options["json"]:
+            self.stdout.write(json.dumps([row.as_dict() for row in rows], ensure_ascii=False))
+            return
+        if not rows:
+            self.stdout.write(self.style.SUCCESS("Every synced listing's location links an area."))
+            return
+        self.stdout.write(f"{'location':>10}  {'listings':>8}  sample title")
+        for row in rows:
+            self.stdout.write(f"{row.location_id:>10}  {row.listings:>8}  {row.sample_title}")
+        waiting = sum(row.listings for row in rows)
+        self.stdout.write(
+            f"{len(rows)} unmapped location(s), {waiting} propert(ies) without an area. "
+            "Find one: pf_areas search TEXT; link it: pf_areas link LOCATION_ID AREA_ID."
+        )
+
+    def search(self, options: dict[str, Any]) -> None:
+        # Mistakes are reported before any connection is opened.
+        areas.check_search_text(options["text"])
+        areas.check_location_type(options["type"])
+        with build_client() as client:
+            found = areas.search_locations(
+                client, options["text"], type=options["type"], parent=options["parent"]
+            )
+        if not found:
+            self.stdout.write(f"No Property Finder location matches {options['text'].strip()!r}.")
+            return
+        for candidate in found:
+            loc = candidate.location
+            linked = (
+                f"area {candidate.area_id} '{candidate.area_name}'"
+                if candidate.area_id is not None
+                else "not linked"
+            )
+            self.stdout.write(
+                f"{loc.id:>8}  {loc.type or '?':<13} {loc.name or '?'}  "
+                f"[{candidate.path}]  {linked}"
+            )
+
+    def link(self, options: dict[str, Any]) -> None:
+        if options["area_id"] is not None and options["create"] is not None:
+            raise areas.AreaError("give either an AREA_ID or --create NAME, not both.")
+        if options["area_id"] is None and options["create"] is None:
+            raise areas.AreaError("give the AREA_ID to link to, or --create NAME for a new area.")
+        result = areas.link_location(
+            options["location_id"],
+            options["area_id"],
+            create_name=options["create"],
+            force=options["force"],
+        )
+        verb = "Created area" if result.created else "Area"
+        if result.already_linked:
+            self.stdout.write(
+                f"Area {result.area_id} '{result.area_name}' already links location "
+                f"{result.location_id}."
+            )
+        else:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"{verb} {result.area_id} '{result.area_name}' now links location "
+                    f"{result.location_id}."
+                )
+            )
+        if result.previous_location_id is not None:
+            self.stdout.write(
+                f"It no longer links location {result.previous_location_id}: "
+                f"{result.properties_cleared} propert(ies) lost the area."
+            )
+        self.stdout.write(f"{result.properties_filled} propert(ies) got the area.")
+
+    def automap(self, options: dict[str, Any]) -> None:
+        with build_client() as client:
+            proposals = areas.automap(client, apply=options["apply"])
+        if not proposals:
+            self.stdout.write(self.style.SUCCESS("Every host area already links a location."))
+            return
+        for proposal in proposals:
+            self.stdout.write(self._describe(proposal, options["verbosity"]))
+        matches = [p for p in proposals if p.status == areas.MATCH]
+        if not options["apply"]:
+            self.stdout.write(
+                f"{len(matches)} of {len(proposals)} unlinked area(s) match exactly one "
+                "location; run with --apply to link them."
+            )
+            return
+        done = [p for p in matches if p.linked]
+        filled = sum(p.properties_filled for p in done)
+        self.stdout.write(
+            self.style.SUCCESS(f"Linked {len(done)} area(s); {filled} propert(ies) got their area.")
+        )
+
+    def _describe(self, proposal: areas.Proposal, verbosity: int) -> str:
+        who = f"area {proposal.area_id} '{proposal.area_name}'"
+        status = proposal.status
+        if status == areas.MATCH:
+            loc = proposal.location
+            text = f"{who}: location {loc.id} {loc.type or '?'} [{proposal.path}]"
+            if proposal.error:
+                return self.style.ERROR(f"{text}: not linked: {proposal.error}")
+            if proposal.linked:
+                return self.style.SUCCESS(
+                    f"{text}: linked, {proposal.properties_filled} propert(ies) got the area"
+                )
+            return text
+        if status == areas.AMBIGUOUS:
+            text = f"{who}: ambiguous, {len(proposal.candidates)} locations have that name"
+            if verbosity >= 2:
+                text += ": " + "; ".join(
+                    f"{loc.id} [{areas.location_path(loc)}]" for loc in proposal.candidates
+                )
+            else:
+                text += f" ({', '.join(str(loc.id) for loc in proposal.candidates)})"
+            return self.style.WARNING(text)
+        if status == areas.TAKEN:
+            return self.style.WARNING(
+                f"{who}: location {proposal.location.id} [{proposal.path}] already links "
+                f"area {proposal.taken_by}"
+            )
+        if status == areas.DUPLICATE:
+            return self.style.WARNING(
+                f"{who}: location {proposal.location.id} [{proposal.path}] matches more than "
+                "one host area of that name"
+            )
+        if status == areas.UNSEARCHABLE:
+            return self.style.WARNING(f"{who}: name too short to search")
+        return f"{who}: no location has that name"
