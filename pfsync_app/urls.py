@@ -1,4 +1,10 @@
-from django.urls import path  # noqa: F401
+"""pfsync's URLs; the host mounts them, e.g. ``path("pf/", include("pfsync_app.urls"))``."""
+
+from django.urls import path
+
+from pfsync_app import views
 
 app_name = "pfsync"
-urlpatterns: list = []
+urlpatterns = [
+    path("webhook/", views.webhook, name="webhook"),
+]

@@ -1,0 +1,156 @@
+"""pf_webhooks: manage Property Finder event subscriptions and process stored events."""
+
+from __future__ import annotations
+
+import sys
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.validators import URLValidator
+
+from pfsync_app.atlas import AtlasClient, AtlasError
+from pfsync_app.conf import pfsync_settings
+from pfsync_app.webhooks import EVENT_TYPES, process_pending
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise CommandError(f"expected a whole number, got {text!r}", returncode=2) from None
+    if value < 1:
+        raise CommandError(f"expected a number of at least 1, got {value}", returncode=2)
+    return value
+
+
+class Command(BaseCommand):
+    help = (
+        "Property Finder webhooks: list, subscribe or unsubscribe events, "
+        "or process the stored events still pending."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+        actions.add_parser("list", help="List the event subscriptions of this API key.")
+        subscribe = actions.add_parser("subscribe", help="Subscribe a URL to events.")
+        subscribe.add_argument(
+            "--url", required=True, help="Where events go, e.g. https://example.com/pf/webhook/."
+        )
+        subscribe.add_argument(
+            "--event",
+            action="append",
+            choices=EVENT_TYPES,
+            metavar="TYPE",
+            help=f"An event type (repeatable); default all of: {', '.join(EVENT_TYPES)}.",
+        )
+        subscribe.add_argument(
+            "--secret", help="Signing secret (at most 32 characters); default PF_WEBHOOK_SECRET."
+        )
+        unsubscribe = actions.add_parser(
+            "unsubscribe", help="Delete every subscription of these event types."
+        )
+        unsubscribe.add_argument("event_ids", nargs="+", metavar="EVENT_ID")
+        process = actions.add_parser(
+            "process", help="Process stored events that are still pending (oldest first)."
+        )
+        process.add_argument("--limit", type=positive_int, help="Process at most N events.")
+
+    def handle(self, *args, **options) -> None:
+        action = options["action"]
+        if action == "process":
+            self.process_events(options["limit"])
+            return
+        from pfsync_app.api import build_client
+
+        try:
+            client = build_client()
+        except ValueError as exc:
+            raise CommandError(f"cannot reach Property Finder: {exc}", returncode=2) from None
+        try:
+            if action == "list":
+                self.list_subscriptions(client)
+            elif action == "subscribe":
+                self.subscribe_url(client, options["url"], options["event"], options["secret"])
+            else:
+                self.unsubscribe_events(client, options["event_ids"])
+        except AtlasError as exc:
+            raise CommandError(f"pf_webhooks {action} failed: {exc}", returncode=2) from None
+        finally:
+            client.close()
+
+    def list_subscriptions(self, client: AtlasClient) -> None:
+        """Print each subscription: event type, URL, creation time."""
+        webhooks = client.list_webhooks()
+        if not webhooks:
+            self.stdout.write("No event subscriptions.")
+            return
+        for webhook in sorted(webhooks, key=lambda w: (w.event_id, w.url or "")):
+            created = webhook.created_at.isoformat() if webhook.created_at else ""
+            self.stdout.write(f"{webhook.event_id:<22}{webhook.url or ''}  {created}".rstrip())
+
+    def subscribe_url(
+        self, client: AtlasClient, url: str, events: list[str] | None, secret: str | None
+    ) -> None:
+        """Subscribe ``url`` to each event type it is not subscribed to yet."""
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except ValidationError:
+            raise CommandError(f"--url {url!r} is not an http(s) URL", returncode=2) from None
+        configured = pfsync_settings.PF_WEBHOOK_SECRET or ""
+        secret = configured if secret is None else secret
+        if len(secret) > 32:
+            raise CommandError(
+                f"the webhook secret has {len(secret)} characters; Property Finder allows at "
+                "most 32 (shorten PF_WEBHOOK_SECRET or --secret)",
+                returncode=2,
+            )
+        if not secret and not pfsync_settings.PF_WEBHOOK_ALLOW_UNSIGNED:
+            raise CommandError(
+                "no signing secret: set PF_WEBHOOK_SECRET (or pass --secret), since unsigned "
+                "events are refused unless PF_WEBHOOK_ALLOW_UNSIGNED is true",
+                returncode=2,
+            )
+        if secret and configured and secret != configured:
+            self.stderr.write(
+                self.style.WARNING(
+                    "--secret differs from PF_WEBHOOK_SECRET: this site will refuse the events "
+                    "unless the URL is another site's."
+                )
+            )
+        existing = {(w.event_id, w.url) for w in client.list_webhooks()}
+        done: list[str] = []
+        for event_type in dict.fromkeys(events or EVENT_TYPES):
+            if (event_type, url) in existing:
+                self.stdout.write(f"{event_type:<22}already subscribed")
+                continue
+            try:
+                client.subscribe_webhook(event_type, url, secret=secret or None)
+            except AtlasError as exc:
+                so_far = f" (subscribed so far: {', '.join(done)})" if done else ""
+                raise CommandError(
+                    f"subscribing {event_type} failed: {exc}{so_far}", returncode=2
+                ) from None
+            done.append(event_type)
+            self.stdout.write(self.style.SUCCESS(f"{event_type:<22}subscribed"))
+        signed = "signed" if secret else "unsigned"
+        self.stdout.write(f"{len(done)} subscription(s) added for {url} ({signed}).")
+
+    def unsubscribe_events(self, client: AtlasClient, event_ids: list[str]) -> None:
+        """Delete the subscriptions of each event type."""
+        for event_id in dict.fromkeys(event_ids):
+            client.unsubscribe_webhook(event_id)
+            self.stdout.write(self.style.SUCCESS(f"{event_id:<22}unsubscribed"))
+
+    def process_events(self, limit: int | None) -> None:
+        """Process pending events; exit status 1 when some failed."""
+        summary = process_pending(limit)
+        if not summary.total:
+            self.stdout.write("No pending webhook events.")
+            return
+        style = self.style.WARNING if summary.exit_code else self.style.SUCCESS
+        self.stdout.write(style(f"Webhook events (run {summary.run_id}): {summary.text()}."))
+        for problem in summary.problems:
+            self.stdout.write(f"  {problem}")
+        if summary.exit_code:
+            sys.exit(summary.exit_code)
