@@ -377,6 +377,8 @@ class Sync:
 
     def _sync_page(self, page: records.Page, pool: ThreadPoolExecutor) -> bool:
         """Sync one page of listings; False when --limit is reached."""
+        # Counted before this page's listings join ``seen``: --limit is about listings synced.
+        done_before = self._listings_done()
         self._record_page_errors(page, "listing")
         listings: list[records.Listing] = []
         for listing in page.items:
@@ -393,7 +395,7 @@ class Sync:
         limit = self.options.limit
         reached = False
         if limit is not None:
-            room = limit - self._listings_done()
+            room = limit - done_before
             if room <= len(listings):
                 listings, reached = listings[: max(room, 0)], True
         mapped = [map_listing(listing) for listing in listings]

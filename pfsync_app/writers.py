@@ -98,9 +98,7 @@ def unchanged_users(users: list[UserValues]) -> set[int]:
     names = [*USER_FIELDS, "pf_user_id", "pf_public_profile_id"]
     current = {
         row["pf_user_id"]: row
-        for row in Agent.objects.filter(pf_user_id__in=[u.pf_user_id for u in users]).values(
-            *names
-        )
+        for row in Agent.objects.filter(pf_user_id__in=[u.pf_user_id for u in users]).values(*names)
     }
     same = set()
     for values in users:

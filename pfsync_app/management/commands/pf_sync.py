@@ -95,12 +95,24 @@ class Command(BaseCommand):
             result = run_sync(sync_options, progress=progress)
         except SyncAborted as exc:
             raise CommandError(f"pf_sync could not run: {exc}", returncode=2) from None
+        webhooks = None
+        if not sync_options.dry_run and not sync_options.listing_ids:
+            # Events that failed earlier (or waited for this run's lock) are retried now.
+            from pfsync_app.webhooks import process_pending
+
+            webhooks = process_pending()
         if options["json"]:
-            self.stdout.write(json.dumps(self.as_json(result, sync_options), ensure_ascii=False))
+            payload = self.as_json(result, sync_options)
+            if webhooks is not None:
+                payload["webhooks"] = webhooks.text()
+            self.stdout.write(json.dumps(payload, ensure_ascii=False))
         else:
             self.print_summary(result, sync_options, options["verbosity"])
-        if result.exit_code:
-            sys.exit(result.exit_code)
+            if webhooks is not None and webhooks.total:
+                self.stdout.write(f"  Webhook events: {webhooks.text()}")
+        exit_code = result.exit_code or (webhooks.exit_code if webhooks is not None else 0)
+        if exit_code:
+            sys.exit(exit_code)
 
     @staticmethod
     def as_json(result: SyncResult, options: SyncOptions) -> dict:
