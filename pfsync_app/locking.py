@@ -18,6 +18,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from pfsync_app.models import RunLock
+from pfsync_app.reports import process_is_alive
 
 LOCK_NAME = "pfsync-writer"
 # An arbitrary constant: the 64-bit key of pfsync's advisory lock.
@@ -26,16 +27,6 @@ ADVISORY_KEY = 0x7066_7379_6E63
 
 class LockBusy(Exception):
     """Another pf_sync or pf_repair holds the lock."""
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _busy_message(holder: RunLock | None) -> str:
@@ -85,7 +76,7 @@ def _claim_row(me: dict, *, check_holder: bool) -> None:
             holder = RunLock.objects.select_for_update().get(name=LOCK_NAME)
         if check_holder and holder.pid and holder.pid != me["pid"]:
             same_host = holder.hostname == me["hostname"]
-            if not same_host or _process_alive(holder.pid):
+            if not same_host or process_is_alive(holder.pid):
                 raise LockBusy(_busy_message(holder))
         # The row is updated, never deleted: pfsync issues no DELETE at all.
         RunLock.objects.filter(pk=holder.pk).update(acquired_at=timezone.now(), **me)

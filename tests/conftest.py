@@ -14,3 +14,5 @@ def _isolated_settings(settings, tmp_path):
     settings.PF_API_MAX_ATTEMPTS = 4
     settings.IMAGE_DOWNLOAD_RETRY_DELAY = 0.01
     settings.IMAGE_DOWNLOAD_TIMEOUT = 5.0
+    # Logging in as admin hashes a password; the real hasher costs seconds per test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
