@@ -1,0 +1,79 @@
+"""pf_check: report image rows whose file is missing, empty or (with --verify) corrupt."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pfsync_app.imagecheck import CheckResult, check_images
+from pfsync_app.sync import SyncAborted
+
+
+def plural(count: int, word: str) -> str:
+    """``1 image`` / ``2 images``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+class Command(BaseCommand):
+    help = (
+        "Report the images of Property Finder properties whose file is missing or empty "
+        "(read-only; exit status 1 when any is)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--property", metavar="PF_ID", help="Check only the property with this pf_id."
+        )
+        parser.add_argument(
+            "--verify",
+            action="store_true",
+            help="Also read every file and compare its size and sha256 with what pf_sync stored.",
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="Print a machine-readable report on stdout."
+        )
+
+    def handle(self, *args, **options) -> None:
+        pf_id = options["property"]
+        if pf_id is not None and not pf_id.strip():
+            raise CommandError("--property needs a pf_id.", returncode=2)
+        try:
+            result = check_images(pf_id=pf_id.strip() if pf_id else None, verify=options["verify"])
+        except SyncAborted as exc:
+            raise CommandError(f"pf_check could not run: {exc}", returncode=2) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(result.as_json(), ensure_ascii=False))
+        else:
+            self.print_report(result, options["verbosity"])
+        if result.exit_code:
+            sys.exit(result.exit_code)
+
+    def print_report(self, result: CheckResult, verbosity: int) -> None:
+        """The old service's report: one line in all, or one line per property."""
+        out = self.stdout
+        if not result.missing:
+            out.write(self.style.SUCCESS("✓ No missing images found. All images are present."))
+        else:
+            out.write(self.style.ERROR(f"✗ Found {len(result.missing)} missing images:"))
+            for group in result.by_property():
+                line = (
+                    f"  Property ID {group.property_id} (pf_id: {group.pf_id}): "
+                    f"{group.total} missing images"
+                )
+                if set(group.reasons) != {"missing"}:
+                    line += " (" + ", ".join(f"{n} {r}" for r, n in group.reasons.items()) + ")"
+                out.write(line)
+            if verbosity > 1:
+                for item in result.missing:
+                    detail = f": {item.detail}" if item.detail else ""
+                    out.write(f"    image {item.image_id} {item.name!r} {item.reason}{detail}")
+        if verbosity > 0:
+            checked = f"Checked {plural(result.checked, 'image')}"
+            if result.verify:
+                checked += (
+                    f" ({result.verified} verified, {result.unverified} without a recorded "
+                    "checksum)"
+                )
+            out.write(f"{checked} (run {result.run_id}).")
