@@ -172,18 +172,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 id="pfsync.E010",
             )
         )
-    if not pfsync_settings.PF_WEBHOOK_SECRET and webhook_url_mounted():
-        if pfsync_settings.PF_WEBHOOK_ALLOW_UNSIGNED:
-            text = "webhook events are accepted without any signature"
-        else:
-            text = "webhook events are refused"
-        messages.append(
-            checks.Warning(
-                f"PF_WEBHOOK_SECRET is not set: {text}.",
-                hint="Set PF_WEBHOOK_SECRET and subscribe with the same secret.",
-                id="pfsync.W002",
-            )
-        )
+    if (
+        not pfsync_settings.PF_WEBHOOK_SECRET
+        and pfsync_settings.PF_WEBHOOK_ALLOW_UNSIGNED
+        and webhook_url_mounted()
+    ):
+        messages.append(unsigned_webhooks_warning())
     return messages
 
 
@@ -199,6 +193,29 @@ def check_credentials(app_configs: Any = None, **kwargs: Any) -> list:
             id="pfsync.W001",
         )
     ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_webhook_secret(app_configs: Any = None, **kwargs: Any) -> list:
+    """Warn (with ``check --deploy``) when the webhook URL is mounted without a secret."""
+    if pfsync_settings.PF_WEBHOOK_SECRET or not webhook_url_mounted():
+        return []
+    if pfsync_settings.PF_WEBHOOK_ALLOW_UNSIGNED:
+        return []  # check_settings already warns, on every command
+    return [unsigned_webhooks_warning()]
+
+
+def unsigned_webhooks_warning() -> checks.Warning:
+    """pfsync.W002: what happens to webhook events without PF_WEBHOOK_SECRET."""
+    if pfsync_settings.PF_WEBHOOK_ALLOW_UNSIGNED:
+        text = "webhook events are accepted without any signature"
+    else:
+        text = "webhook events are refused"
+    return checks.Warning(
+        f"PF_WEBHOOK_SECRET is not set: {text}.",
+        hint="Set PF_WEBHOOK_SECRET and subscribe with the same secret.",
+        id="pfsync.W002",
+    )
 
 
 def webhook_url_mounted() -> bool:

@@ -86,3 +86,21 @@ def test_settings_of_the_wrong_type_are_errors_naming_the_setting(settings):
     assert "PF_SYNC_CONCURRENCY" in texts
     assert "IMAGE_DOWNLOAD_TIMEOUT" in texts
     assert "PF_API_URL" in texts
+
+
+def test_a_webhook_url_without_a_secret_is_a_deploy_warning(settings):
+    from pfsync_app.checks import check_webhook_secret
+
+    settings.PF_WEBHOOK_SECRET = ""
+    settings.PF_WEBHOOK_ALLOW_UNSIGNED = False
+    assert ids(check_webhook_secret()) == ["pfsync.W002"]
+    assert "refused" in check_webhook_secret()[0].msg
+    settings.PF_WEBHOOK_SECRET = "s3cret-value"
+    assert check_webhook_secret() == []
+
+
+def test_accepting_unsigned_webhooks_warns_on_every_command(settings):
+    settings.PF_WEBHOOK_SECRET = ""
+    settings.PF_WEBHOOK_ALLOW_UNSIGNED = True
+    messages = [m for m in check_settings() if m.id == "pfsync.W002"]
+    assert len(messages) == 1 and "without any signature" in messages[0].msg
