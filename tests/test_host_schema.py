@@ -118,7 +118,7 @@ def test_each_host_table_has_exactly_the_contracted_columns(table):
         description = connection.introspection.get_table_description(cursor, table)
     by_name = {column.name: column for column in description}
     assert set(by_name) == set(EXPECTED[table])
-    for name, (pg_type, not_null) in EXPECTED[table].items():
+    for name, (_, not_null) in EXPECTED[table].items():
         assert by_name[name].null_ok is (not not_null), f"{table}.{name} nullability"
     if connection.vendor == "postgresql":
         actual = pg_columns(table)
