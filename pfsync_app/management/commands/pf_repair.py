@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from pfsync_app.cli import positive_int
 from pfsync_app.imagecheck import (
     MissingImage,
     RepairedImage,
@@ -18,17 +19,6 @@ from pfsync_app.imagecheck import (
     repair_images,
 )
 from pfsync_app.sync import SyncAborted
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise CommandError(f"expected a whole number, got {text!r}", returncode=2) from None
-    if value < 1:
-        raise CommandError(f"expected a number of at least 1, got {value}", returncode=2)
-    return value
 
 
 class PrintedEvents(RepairEvents):

@@ -9,19 +9,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import URLValidator
 
 from pfsync_app.atlas import AtlasClient, AtlasError
+from pfsync_app.cli import positive_int
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.webhooks import EVENT_TYPES, process_pending
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise CommandError(f"expected a whole number, got {text!r}", returncode=2) from None
-    if value < 1:
-        raise CommandError(f"expected a number of at least 1, got {value}", returncode=2)
-    return value
 
 
 class Command(BaseCommand):
