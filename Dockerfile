@@ -15,14 +15,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     TZ=Asia/Tashkent \
     MEDIA_ROOT=/mhp/media \
     REPORT_FILE=/var/log/pfsync/report.txt \
-    STATIC_ROOT=/app/staticfiles
+    STATIC_ROOT=/app/staticfiles \
+    PFSYNC_STANDALONE=true
 RUN groupadd --system pfsync && useradd --system --gid pfsync --home-dir /app --shell /usr/sbin/nologin pfsync
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY manage.py ./
 COPY project_settings ./project_settings
 COPY docker ./docker
-RUN docker/collectstatic.sh && mkdir -p /mhp/media /var/log/pfsync && chown -R pfsync:pfsync /mhp/media /var/log/pfsync
+RUN PFSYNC_STANDALONE=false docker/collectstatic.sh && mkdir -p /mhp/media /var/log/pfsync && chown -R pfsync:pfsync /mhp/media /var/log/pfsync
 VOLUME ["/mhp/media", "/var/log/pfsync"]
 USER pfsync
 ENTRYPOINT ["docker/entrypoint.sh"]

@@ -7,8 +7,21 @@ import re
 from contextvars import ContextVar
 
 current_run_id: ContextVar[int | None] = ContextVar("pfsync_run_id", default=None)
+# Worker threads (image downloads) do not inherit context variables: they fall back
+# to the run the process is recording.
+_process_run_id: int | None = None
+
+
+def set_current_run(run_id: int | None) -> None:
+    """Make ``run_id`` the run named on this process's log lines (None when it ends)."""
+    global _process_run_id
+    _process_run_id = run_id
+    current_run_id.set(run_id)
+
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+# The password of a URL's user info: postgres://user:PASSWORD@host/db.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^:/@\s]*:)([^@\s/]+)(@)")
 _KEYWORD = re.compile(
     r"(?i)\b(password|passwd|secret|apisecret|api_secret|token|accesstoken)"
     r"(\s*[=:]\s*|\"\s*:\s*\")('[^']*'|[^\s\"',&]+)"
@@ -21,6 +34,7 @@ def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     text = _BEARER.sub(r"\1***", text)
+    text = _URL_PASSWORD.sub(r"\1***\3", text)
     return _KEYWORD.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 
@@ -43,6 +57,8 @@ class RunContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         run_id = current_run_id.get()
+        if run_id is None:
+            run_id = _process_run_id
         record.run_id = run_id if run_id is not None else "-"
         return True
 

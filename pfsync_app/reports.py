@@ -28,6 +28,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from pfsync_app.conf import pfsync_settings
+from pfsync_app.logutils import set_current_run
 from pfsync_app.models import ReportEntry, SyncRun
 
 try:  # POSIX only; elsewhere O_APPEND alone keeps concurrent lines whole.
@@ -208,6 +209,8 @@ class RunRecorder:
         self._recorded = 0
         self._dropped = run.entries_dropped
         self._finished = run.status != SyncRun.Status.RUNNING
+        if not self._finished:
+            set_current_run(run.pk)
 
     @classmethod
     def start(
@@ -353,6 +356,7 @@ class RunRecorder:
             )
         self.checkpoint()
         run.save(update_fields=["status", "finished_at", "message"])
+        set_current_run(None)
         return run
 
     def fail(self, message: str) -> SyncRun:

@@ -50,6 +50,19 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "project_settings.urls"
+
+# PFSYNC_STANDALONE=true runs pfsync alone against the real site's database (the
+# Docker image does): only pfsync's own app is installed, so the stand-in host app
+# and the admin never meet the site's own migration history. The site itself shows
+# pfsync's admin by adding pfsync_app to its own INSTALLED_APPS.
+PFSYNC_STANDALONE = env.bool("PFSYNC_STANDALONE", False)
+if PFSYNC_STANDALONE:
+    INSTALLED_APPS = ["pfsync_app"]
+    MIDDLEWARE = [
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+    ]
+    ROOT_URLCONF = "project_settings.urls_standalone"
 WSGI_APPLICATION = "project_settings.wsgi.application"
 
 TEMPLATES = [
@@ -69,7 +82,8 @@ TEMPLATES = [
 
 DATABASES = {"default": database_from_env(env, BASE_DIR)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-AUTH_USER_MODEL = "host.User"
+if not PFSYNC_STANDALONE:
+    AUTH_USER_MODEL = "host.User"
 
 TIME_ZONE = env.str("TZ", "Asia/Tashkent")
 USE_TZ = True

@@ -527,3 +527,20 @@ def test_pf_report_refuses_a_bad_days_value_with_one_sentence(value, message):
     with pytest.raises(CommandError) as excinfo:
         call_command("pf_report", "--days", value)
     assert str(excinfo.value) == message
+
+
+def test_log_lines_during_a_run_name_the_run_also_from_worker_threads(caplog):
+    import logging
+
+    from pfsync_app.logutils import RunContextFilter
+
+    caplog.set_level(logging.INFO, logger="pfsync")
+    caplog.handler.addFilter(RunContextFilter())
+    recorder = RunRecorder.start("pf_check")
+    worker = threading.Thread(target=lambda: logging.getLogger("pfsync.t").info("from a worker"))
+    worker.start()
+    worker.join()
+    logging.getLogger("pfsync.t").info("from the main thread")
+    recorder.finish()
+    logging.getLogger("pfsync.t").info("after the run")
+    assert [r.run_id for r in caplog.records] == [recorder.run.pk, recorder.run.pk, "-"]

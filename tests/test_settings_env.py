@@ -100,7 +100,8 @@ def test_a_wrong_value_stops_start_up_with_one_sentence_naming_the_variable(name
         text=True,
         timeout=60,
     )
-    assert result.returncode != 0
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert name in last and words in last, last
 
