@@ -9,16 +9,21 @@ RunLock row says who holds it, for the message the second run prints.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
+from pfsync_app.checks import first_line
 from pfsync_app.models import RunLock
 from pfsync_app.reports import process_is_alive
+
+logger = logging.getLogger("pfsync.locking")
 
 LOCK_NAME = "pfsync-writer"
 # An arbitrary constant: the 64-bit key of pfsync's advisory lock.
@@ -52,16 +57,33 @@ def writer_lock(command: str, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
             _claim_row(me, check_holder=False)
             yield
         finally:
-            _release_row(me)
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_KEY])
+            _release_quietly(me, connection, advisory=True)
         return
 
     _claim_row(me, check_holder=True)
     try:
         yield
     finally:
+        _release_quietly(me, connection, advisory=False)
+
+
+def _release_quietly(me: dict, connection: Any, *, advisory: bool) -> None:
+    """Give the lock back; if the database went away, say so instead of hiding why the run ended.
+
+    A dead PostgreSQL session has released its advisory lock already, and an
+    SQLite RunLock row naming a process that no longer exists is taken over.
+    """
+    try:
         _release_row(me)
+    except DatabaseError as exc:
+        logger.warning("could not clear the pf_sync lock row: %s", first_line(exc))
+    if not advisory:
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_KEY])
+    except DatabaseError as exc:
+        logger.warning("could not release the pf_sync advisory lock: %s", first_line(exc))
 
 
 def _claim_row(me: dict, *, check_holder: bool) -> None:

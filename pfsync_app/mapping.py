@@ -39,6 +39,12 @@ SMALLINT_MAX = 32767
 PRICE_MAX = Decimal("999999999999.99")
 SIZE_MAX = Decimal("9999999999.99")
 SALE = "sale"
+# Values the spec documents; others are stored as given (the API keeps adding some) and noted.
+KNOWN_VALUES = {
+    "category": frozenset({"residential", "commercial"}),
+    "furnishing": frozenset({"unfurnished", "semi-furnished", "furnished"}),
+    "price_period": frozenset({"sale", "yearly", "monthly", "weekly", "daily"}),
+}
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,10 @@ def map_listing(listing: records.Listing) -> PropertyValues:
         "is_published": bool(listing.is_live),
         "pf_updated_at": listing.updated_at,
     }
+    for column, known in KNOWN_VALUES.items():
+        value = fields[column]
+        if value and value not in known:
+            warnings.append(f"{column} {value!r} is not a value the API documents; stored as given")
     images = []
     for image in listing.images:
         if not image.url:

@@ -10,8 +10,10 @@ per thread). Every outcome goes to the run's recorder.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,20 +21,20 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from django.core.files.storage import default_storage
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.core.files.storage import FileSystemStorage, default_storage
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from pfsync_app import writers
 from pfsync_app.atlas import AtlasClient, records
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError
-from pfsync_app.checks import check_host_schema, first_line
+from pfsync_app.checks import check_host_schema, check_settings, first_line
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.locking import LockBusy, writer_lock
 from pfsync_app.mapping import PropertyValues, map_listing, map_user
-from pfsync_app.media import ImageDownloader, ImageDownloadError, StoredImage
-from pfsync_app.models import ListingState, Property, PropertyImage
-from pfsync_app.reports import RunRecorder
+from pfsync_app.media import TEMP_DIR_NAME, ImageDownloader, ImageDownloadError, StoredImage
+from pfsync_app.models import ListingState, Property, PropertyImage, SyncRun
+from pfsync_app.reports import RunRecorder, redact
 
 logger = logging.getLogger("pfsync.sync")
 T = TypeVar("T")
@@ -177,6 +179,8 @@ class Sync:
             return self._run()
 
     def _run(self) -> SyncResult:
+        if not self.options.dry_run:
+            sweep_stale_downloads(self.storage)
         owns_client = self.client is None
         if owns_client:
             from pfsync_app.api import build_client
@@ -201,10 +205,7 @@ class Sync:
             raise
         except (OperationalError, InterfaceError) as exc:
             message = f"the database went away: {first_line(exc)}"
-            try:
-                recorder.fail(message)
-            except DatabaseError:
-                logger.error("could not record the failure of run %s", recorder.run.pk)
+            _record_lost_database(recorder, message)
             raise SyncAborted(message) from exc
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -467,8 +468,23 @@ class Sync:
             if futures:
                 self.progress.total("images", len(futures))
             planned.append((values, fingerprint, prop, plan, futures))
-        for values, fingerprint, prop, plan, futures in planned:
-            self._save_listing(values, fingerprint, prop, plan, futures)
+        for index, (values, fingerprint, prop, plan, futures) in enumerate(planned):
+            try:
+                self._save_listing(values, fingerprint, prop, plan, futures)
+            except BaseException:
+                # The run stops here: files already downloaded for the listings after
+                # this one would be referenced by no row.
+                for *_, later in planned[index + 1 :]:
+                    self._abandon(later)
+                raise
+
+    def _abandon(self, futures: dict[int, Future]) -> None:
+        """Cancel a listing's downloads, removing the files of those already finished."""
+        for future in futures.values():
+            # A failed download stored nothing; its failure no longer matters.
+            if future.cancel() or future.exception() is not None:
+                continue
+            self._discard([future.result()])
 
     def _file_exists(self, name: str) -> bool:
         try:
@@ -665,9 +681,60 @@ class Sync:
             )
 
 
+def _record_lost_database(recorder: RunRecorder, message: str) -> None:
+    """Mark the run failed; the broken connection is replaced by a new one if need be."""
+    try:
+        recorder.fail(message)
+        return
+    except DatabaseError:
+        pass
+    try:
+        # The server may be up again (a restart, a killed backend): a new connection can say so.
+        connection.close()
+        SyncRun.objects.filter(pk=recorder.run.pk, status=SyncRun.Status.RUNNING).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(), message=redact(message)
+        )
+    except DatabaseError:
+        logger.error(
+            "could not record the failure of run %s; the next run marks it interrupted",
+            recorder.run.pk,
+        )
+
+
+def sweep_stale_downloads(storage: Any) -> int:
+    """Remove temporary downloads a killed process left behind; return how many.
+
+    A download attempt lasts at most IMAGE_DOWNLOAD_TIMEOUT seconds, so a
+    ``.part`` file much older than that belongs to no running download (another
+    process's fresh one is left alone).
+    """
+    location = getattr(storage, "location", None)
+    if not isinstance(storage, FileSystemStorage) or not location:
+        return 0
+    folder = os.path.join(location, TEMP_DIR_NAME)
+    cutoff = time.time() - (3 * float(pfsync_settings.IMAGE_DOWNLOAD_TIMEOUT) + 60)
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if name.endswith(".part") and os.stat(path).st_mtime < cutoff:
+                os.unlink(path)
+                removed += 1
+        except OSError as exc:
+            logger.warning("could not remove stale temporary download %s: %s", path, exc)
+    if removed:
+        logger.info("removed %d temporary download(s) left by an interrupted run", removed)
+    return removed
+
+
 def preflight() -> None:
-    """Stop with one sentence when the host schema is wrong or the database unreachable."""
-    errors = [m for m in check_host_schema() if m.is_serious()]
+    """Stop with one sentence when a setting, the host schema or the database is wrong."""
+    errors = [m for m in check_settings() if m.is_serious()]
+    errors = errors or [m for m in check_host_schema() if m.is_serious()]
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""

@@ -149,6 +149,14 @@ def save_user(
                 )
                 profile_id = agent.pf_public_profile_id if agent else None
         target["pf_public_profile_id"] = profile_id
+        email = values.fields["email"]
+        if email:
+            sharing = Agent.objects.filter(email__iexact=email)
+            if agent is not None:
+                sharing = sharing.exclude(pk=agent.pk)
+            other = sharing.values_list("pk", flat=True).first()
+            if other is not None:
+                warnings.append(f"e-mail {email} is also the e-mail of host user {other}")
         if agent is None:
             if dry_run:
                 return UserOutcome(CREATED, None, [], warnings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -24,13 +25,13 @@ SUMMARY = (
 
 
 def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
+    """argparse type: a whole number of at least 1 (argparse names the option and exits 2)."""
     try:
         value = int(text)
     except ValueError:
-        raise CommandError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
-        raise CommandError(f"expected a number of at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
     return value
 
 
