@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from django.core.management.base import CommandError
+import argparse
 
 
 def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1, or one sentence saying what was wrong."""
+    """argparse type: a whole number of at least 1 (argparse names the option and exits 2)."""
     try:
         value = int(text)
     except ValueError:
-        raise CommandError(f"expected a whole number, got {text!r}", returncode=2) from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
-        raise CommandError(f"expected a number of at least 1, got {value}", returncode=2)
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
     return value

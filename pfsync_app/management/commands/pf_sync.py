@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from pfsync_app.cli import positive_int
 from pfsync_app.progress import progress_for
 from pfsync_app.sync import SyncAborted, SyncOptions, SyncResult, run_sync
 
@@ -22,17 +22,6 @@ SUMMARY = (
     ("users_updated", "Users updated"),
     ("errors", "Errors"),
 )
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1 (argparse names the option and exits 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
 
 
 class Command(BaseCommand):
