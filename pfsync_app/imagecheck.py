@@ -41,7 +41,7 @@ from pfsync_app.media import (
     verify_stored,
 )
 from pfsync_app.models import ImageFile, Property, PropertyImage
-from pfsync_app.reports import RunRecorder
+from pfsync_app.reports import RunRecorder, recording_outcome
 from pfsync_app.sync import SyncAborted, preflight
 
 logger = logging.getLogger("pfsync.imagecheck")
@@ -516,21 +516,8 @@ def check_images(
         _record_abort("pf_check", options, str(exc))
         raise
     recorder = RunRecorder.start("pf_check", options=options)
-    try:
+    with recording_outcome(recorder):
         scan = find_missing_images(storage, pf_id=pf_id, verify=verify, chunk_size=chunk_size)
-    except SyncAborted as exc:
-        recorder.fail(str(exc))
-        raise
-    except (OperationalError, InterfaceError) as exc:
-        message = f"the database went away: {first_line(exc)}"
-        _fail_quietly(recorder, message)
-        raise SyncAborted(message) from exc
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            recorder.interrupt(f"interrupted: {type(exc).__name__}")
-        else:
-            recorder.fail(f"{type(exc).__name__}: {first_line(exc)}")
-        raise
     for item in scan.missing:
         recorder.error(
             f"image.{item.reason}",
@@ -562,13 +549,6 @@ def _describe(item: MissingImage) -> str:
     }[item.reason]
     detail = f" ({item.detail})" if item.detail else ""
     return f"image {item.image_id} of property {item.property_id}: {item.name!r} {what}{detail}"
-
-
-def _fail_quietly(recorder: RunRecorder, message: str) -> None:
-    try:
-        recorder.fail(message)
-    except DatabaseError:
-        logger.error("could not record the failure of run %s", recorder.run.pk)
 
 
 # ---------------------------------------------------------------------------
@@ -744,7 +724,7 @@ class Repair:
 
     def _run(self) -> RepairResult:
         recorder = self.recorder
-        try:
+        with recording_outcome(recorder):
             scan = find_missing_images(
                 self.storage, pf_id=self.options.pf_id, verify=self.options.verify
             )
@@ -765,19 +745,6 @@ class Repair:
                     )
             elif selected:
                 self._repair(selected)
-        except SyncAborted as exc:
-            _fail_quietly(recorder, str(exc))
-            raise
-        except (OperationalError, InterfaceError) as exc:
-            message = f"the database went away: {first_line(exc)}"
-            _fail_quietly(recorder, message)
-            raise SyncAborted(message) from exc
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                recorder.interrupt(f"interrupted: {type(exc).__name__}")
-            else:
-                recorder.fail(f"{type(exc).__name__}: {first_line(exc)}")
-            raise
         result = self.result
         if self.options.dry_run:
             message = (

@@ -16,7 +16,8 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -601,3 +602,59 @@ __all__ = [
     "summary_json",
     "summary_table",
 ]
+
+
+# ---------------------------------------------------------------------------
+# Ending a run that raised
+# ---------------------------------------------------------------------------
+
+
+@contextmanager
+def recording_outcome(recorder: RunRecorder) -> Iterator[None]:
+    """End the run as failed or interrupted when the block raises, then re-raise.
+
+    A lost database connection becomes ``SyncAborted`` (exit status 2) with one
+    sentence; the run is still marked failed when a new connection can say so.
+    """
+    from django.db import InterfaceError, OperationalError
+
+    from pfsync_app.checks import first_line
+    from pfsync_app.exceptions import SyncAborted
+
+    try:
+        yield
+    except SyncAborted as exc:
+        fail_run(recorder, str(exc))
+        raise
+    except (OperationalError, InterfaceError) as exc:
+        message = f"the database went away: {first_line(exc)}"
+        fail_run(recorder, message)
+        raise SyncAborted(message) from exc
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            recorder.interrupt(f"interrupted: {type(exc).__name__}")
+        else:
+            recorder.fail(f"{type(exc).__name__}: {first_line(exc)}")
+        raise
+
+
+def fail_run(recorder: RunRecorder, message: str) -> None:
+    """Mark the run failed; on a broken connection, try once more on a new one."""
+    from django.db import DatabaseError, connection
+
+    try:
+        recorder.fail(message)
+        return
+    except DatabaseError:
+        pass
+    try:
+        # The server may be up again (a restart, a killed backend): a new connection can say so.
+        connection.close()
+        SyncRun.objects.filter(pk=recorder.run.pk, status=SyncRun.Status.RUNNING).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(), message=redact(message)
+        )
+    except DatabaseError:
+        logger.error(
+            "could not record the failure of run %s; the next run marks it interrupted",
+            recorder.run.pk,
+        )

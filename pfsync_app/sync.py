@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from pfsync_app import writers
@@ -30,18 +30,15 @@ from pfsync_app.atlas import AtlasClient, records
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError
 from pfsync_app.checks import check_host_schema, check_settings, first_line
 from pfsync_app.conf import pfsync_settings
+from pfsync_app.exceptions import SyncAborted
 from pfsync_app.locking import LockBusy, writer_lock
 from pfsync_app.mapping import PropertyValues, map_listing, map_user
 from pfsync_app.media import TEMP_DIR_NAME, ImageDownloader, ImageDownloadError, StoredImage
-from pfsync_app.models import ListingState, Property, PropertyImage, SyncRun
-from pfsync_app.reports import RunRecorder, redact
+from pfsync_app.models import ListingState, Property, PropertyImage
+from pfsync_app.reports import RunRecorder, recording_outcome
 
 logger = logging.getLogger("pfsync.sync")
 T = TypeVar("T")
-
-
-class SyncAborted(Exception):
-    """The run could not run or had to stop (exit status 2); the message says why."""
 
 
 @dataclass
@@ -192,27 +189,15 @@ class Sync:
         self.recorder = recorder
         self.result.run_id = recorder.run.pk
         try:
-            self._authenticate()
-            self.lookups = writers.Lookups()
-            if self.options.only != "listings" and not self.options.listing_ids:
-                self.sync_users()
-                self.lookups.reload()
-            if self.options.only != "users":
-                self.sync_listings()
-            self._report_unmapped()
-        except SyncAborted as exc:
-            recorder.fail(str(exc))
-            raise
-        except (OperationalError, InterfaceError) as exc:
-            message = f"the database went away: {first_line(exc)}"
-            _record_lost_database(recorder, message)
-            raise SyncAborted(message) from exc
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                recorder.interrupt(f"interrupted: {type(exc).__name__}")
-            else:
-                recorder.fail(f"{type(exc).__name__}: {first_line(exc)}")
-            raise
+            with recording_outcome(recorder):
+                self._authenticate()
+                self.lookups = writers.Lookups()
+                if self.options.only != "listings" and not self.options.listing_ids:
+                    self.sync_users()
+                    self.lookups.reload()
+                if self.options.only != "users":
+                    self.sync_listings()
+                self._report_unmapped()
         finally:
             self.progress.close()
             if owns_client and self.client is not None:
@@ -679,26 +664,6 @@ class Sync:
                 f"(link it: python manage.py pf_areas link {location_id} AREA_ID)",
                 pf_id=str(location_id),
             )
-
-
-def _record_lost_database(recorder: RunRecorder, message: str) -> None:
-    """Mark the run failed; the broken connection is replaced by a new one if need be."""
-    try:
-        recorder.fail(message)
-        return
-    except DatabaseError:
-        pass
-    try:
-        # The server may be up again (a restart, a killed backend): a new connection can say so.
-        connection.close()
-        SyncRun.objects.filter(pk=recorder.run.pk, status=SyncRun.Status.RUNNING).update(
-            status=SyncRun.Status.FAILED, finished_at=timezone.now(), message=redact(message)
-        )
-    except DatabaseError:
-        logger.error(
-            "could not record the failure of run %s; the next run marks it interrupted",
-            recorder.run.pk,
-        )
 
 
 def sweep_stale_downloads(storage: Any) -> int:
