@@ -657,6 +657,28 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
 
 
+def storage_write_problem(storage: Storage, upload_dir: str | None = None) -> str | None:
+    """Why images cannot be written to a filesystem storage, or None when they can.
+
+    A media folder that is read-only or on a full disk would otherwise fail every
+    download one by one; other storages are only known by trying.
+    """
+    if not isinstance(storage, FileSystemStorage):
+        return None
+    folder = os.path.join(storage.location, TEMP_DIR_NAME)
+    target = os.path.join(storage.location, upload_dir or pfsync_settings.PF_IMAGE_UPLOAD_DIR)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        os.makedirs(target, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix="probe-", suffix=".part") as probe:
+            probe.write(b"pfsync")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        return f"the media folder {storage.location} cannot be written: {_os_text(exc)}"
+    return None
+
+
 def download_image(url: str, **options: Any) -> StoredImage:
     """Download one image with a one-off ImageDownloader (``options`` as its constructor's)."""
     with ImageDownloader(**options) as downloader:

@@ -33,7 +33,13 @@ from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import SyncAborted
 from pfsync_app.locking import LockBusy, writer_lock
 from pfsync_app.mapping import PropertyValues, map_listing, map_user
-from pfsync_app.media import TEMP_DIR_NAME, ImageDownloader, ImageDownloadError, StoredImage
+from pfsync_app.media import (
+    TEMP_DIR_NAME,
+    ImageDownloader,
+    ImageDownloadError,
+    StoredImage,
+    storage_write_problem,
+)
 from pfsync_app.models import ListingState, Property, PropertyImage
 from pfsync_app.reports import RunRecorder, recording_outcome
 
@@ -167,6 +173,10 @@ class Sync:
     def run(self) -> SyncResult:
         """Run the sync; raise SyncAborted when it cannot run or must stop."""
         preflight()
+        if not self.options.dry_run and self.options.images and self.options.only != "users":
+            problem = storage_write_problem(self.storage)
+            if problem:
+                raise SyncAborted(f"{problem} (check MEDIA_ROOT and its permissions)")
         with ExitStack() as stack:
             if not self.options.dry_run:
                 try:

@@ -334,3 +334,15 @@ def test_the_command_prints_the_old_services_counters(sandbox_settings):
     text = out.getvalue()
     for label in ("Properties created", "Properties updated", "Images downloaded", "Users created"):
         assert label in text
+
+
+def test_a_media_folder_that_cannot_be_written_stops_the_run_before_any_work(
+    sandbox_settings, settings, tmp_path
+):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the media folder should be")
+    settings.MEDIA_ROOT = blocker / "media"
+    with pytest.raises(SyncAborted, match=r"media folder .* cannot be written") as info:
+        run_sync(SyncOptions())
+    assert "MEDIA_ROOT" in str(info.value)
+    assert not Property.objects.exists()
