@@ -7,15 +7,16 @@ from pfsync_app.conf import pfsync_settings
 from pfsync_app.media import ImageDownloader
 
 
-def build_client() -> AtlasClient:
-    """An Atlas client configured from the PF_API_* settings."""
+def build_client(concurrency: int | None = None) -> AtlasClient:
+    """An Atlas client configured from the PF_API_* settings, its pool sized for the downloads."""
     s = pfsync_settings
+    downloads = concurrency or int(s.PF_SYNC_CONCURRENCY)
     return AtlasClient(
         s.PF_API_URL,
         s.PF_API_KEY,
         s.PF_API_SECRET,
         timeout=float(s.PF_API_TIMEOUT),
-        pool_size=max(10, int(s.PF_SYNC_CONCURRENCY) + 4),
+        pool_size=max(10, downloads + 4),
         requests_per_minute=int(s.PF_API_REQUESTS_PER_MINUTE),
         token_requests_per_minute=int(s.PF_API_TOKEN_REQUESTS_PER_MINUTE),
         max_attempts=int(s.PF_API_MAX_ATTEMPTS),

@@ -192,7 +192,7 @@ class Sync:
         if owns_client:
             from pfsync_app.api import build_client
 
-            self.client = build_client()
+            self.client = build_client(self.options.concurrency)
         recorder = self.recorder or RunRecorder.start(
             "pf_sync", options=self.options.as_dict(), holding_lock=not self.options.dry_run
         )
