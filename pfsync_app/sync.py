@@ -32,7 +32,7 @@ from pfsync_app.checks import check_host_schema, check_settings, first_line
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import SyncAborted
 from pfsync_app.locking import LockBusy, writer_lock
-from pfsync_app.mapping import PropertyValues, map_listing, map_user
+from pfsync_app.mapping import PropertyValues, UserValues, map_listing, map_user
 from pfsync_app.media import (
     TEMP_DIR_NAME,
     ImageDownloader,
@@ -252,28 +252,9 @@ class Sync:
                 except DatabaseError as exc:
                     self._fail(f"user {user.id}", "user.failed", first_line(exc), str(user.id))
                     continue
-                for warning in outcome.warnings:
-                    recorder.warning("user.warning", warning, pf_id=str(user.id))
-                if outcome.action == writers.CREATED:
-                    recorder.count("users_created")
-                    recorder.info(
-                        "user.created",
-                        f"{values.fields['email'] or user.id} created",
-                        pf_id=str(user.id),
-                        object_type="user",
-                        object_id=outcome.agent_id,
-                    )
-                elif outcome.action == writers.UPDATED:
-                    recorder.count("users_updated")
-                    recorder.info(
-                        "user.updated",
-                        "; ".join(outcome.changes),
-                        pf_id=str(user.id),
-                        object_type="user",
-                        object_id=outcome.agent_id,
-                    )
-                    if self.options.dry_run:
-                        self.result.changes.append(f"user {user.id}: " + "; ".join(outcome.changes))
+                record_user_outcome(recorder, user.id, values, outcome)
+                if self.options.dry_run and outcome.action == writers.UPDATED:
+                    self.result.changes.append(f"user {user.id}: " + "; ".join(outcome.changes))
                 self.progress.advance("users")
             recorder.checkpoint()
 
@@ -704,6 +685,33 @@ def sweep_stale_downloads(storage: Any) -> int:
     if removed:
         logger.info("removed %d temporary download(s) left by an interrupted run", removed)
     return removed
+
+
+def record_user_outcome(
+    recorder: RunRecorder,
+    user_id: int,
+    values: UserValues,
+    outcome: writers.UserOutcome,
+    why: str = "",
+) -> None:
+    """Count a saved user and give it a report entry (``why``: what caused the sync)."""
+    for warning in outcome.warnings:
+        recorder.warning("user.warning", warning, pf_id=str(user_id))
+    if outcome.action == writers.CREATED:
+        recorder.count("users_created")
+        message = f"{values.fields['email'] or user_id} created"
+    elif outcome.action == writers.UPDATED:
+        recorder.count("users_updated")
+        message = "; ".join(outcome.changes)
+    else:
+        return
+    recorder.info(
+        f"user.{outcome.action}",
+        f"{message} ({why})" if why else message,
+        pf_id=str(user_id),
+        object_type="user",
+        object_id=outcome.agent_id,
+    )
 
 
 def preflight() -> None:

@@ -39,7 +39,7 @@ from pfsync_app.mapping import map_user
 from pfsync_app.media import ImageDownloader
 from pfsync_app.models import Agent, ListingState, Property, SyncRun, WebhookEvent
 from pfsync_app.reports import RunRecorder, one_line, redact
-from pfsync_app.sync import SyncAborted, SyncOptions, run_sync
+from pfsync_app.sync import SyncAborted, SyncOptions, record_user_outcome, run_sync
 
 logger = logging.getLogger("pfsync.webhooks")
 
@@ -414,28 +414,8 @@ def _user_synced(event: WebhookEvent, batch: _Batch) -> str:
         raise _Ignored(f"Property Finder returns no user {user_id}; nothing was synced")
     values = map_user(record)
     outcome = writers.save_user(values)
-    recorder = batch.recorder
-    for warning in outcome.warnings:
-        recorder.warning("user.warning", warning, pf_id=str(user_id))
-    if outcome.action == writers.CREATED:
-        recorder.count("users_created")
-        recorder.info(
-            "user.created",
-            f"{values.fields['email'] or user_id} created ({event.event_type} event)",
-            pf_id=str(user_id),
-            object_type="user",
-            object_id=outcome.agent_id,
-        )
-    elif outcome.action == writers.UPDATED:
-        recorder.count("users_updated")
-        recorder.info(
-            "user.updated",
-            "; ".join(outcome.changes),
-            pf_id=str(user_id),
-            object_type="user",
-            object_id=outcome.agent_id,
-        )
-    else:
+    record_user_outcome(batch.recorder, user_id, values, outcome, f"{event.event_type} event")
+    if outcome.action == writers.UNCHANGED:
         return f"host user {outcome.agent_id} was already up to date"
     return ""
 
