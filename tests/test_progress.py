@@ -1,0 +1,46 @@
+"""pf_sync shows a progress bar on a terminal and plain timestamped lines under cron."""
+
+import io
+import re
+
+from pfsync_app.progress import LogProgress, TerminalProgress, progress_for
+from pfsync_app.sync import Progress
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_gets_bars_and_cron_gets_log_lines_and_verbosity_0_gets_nothing():
+    assert isinstance(progress_for(Terminal(), 1), TerminalProgress)
+    assert isinstance(progress_for(io.StringIO(), 1), LogProgress)
+    assert type(progress_for(Terminal(), 0)) is Progress
+
+
+def test_the_bar_counts_listings_and_grows_its_image_total():
+    out = Terminal()
+    progress = TerminalProgress(out)
+    progress.stage("listings")
+    progress.total("listings", 3)
+    progress.stage("images", 0)
+    progress.total("images", 4)
+    progress.total("images", 2)
+    progress.advance("listings", 3)
+    progress.advance("images", 6)
+    assert progress.bars["images"].total == 6
+    progress.close()
+    text = out.getvalue()
+    assert "listings" in text and "3/3" in text and "6/6" in text
+
+
+def test_log_lines_are_timestamped_and_say_how_far_each_stage_got():
+    out = io.StringIO()
+    progress = LogProgress(out, interval=0)
+    progress.stage("listings", 10)
+    progress.advance("listings", 4)
+    progress.close()
+    lines = out.getvalue().splitlines()
+    assert all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line) for line in lines)
+    assert lines[0].endswith("listings: starting")
+    assert lines[-1].endswith("listings: 4/10")
