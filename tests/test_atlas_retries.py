@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 import requests
@@ -271,5 +272,7 @@ def test_each_retry_logs_one_line_with_what_failed_the_attempt_and_the_wait(api,
     assert len(lines) == 2
     assert "GET https://atlas.test/v1/listings?page=1&perPage=100" in lines[0]
     assert "HTTP 503: Service Unavailable: try later" in lines[0]
-    assert "attempt 1 of 6, retrying in 1." in lines[0]
+    # The first back-off is 1 s plus up to 1 s of jitter.
+    first_wait = re.search(r"attempt 1 of 6, retrying in (\d+\.\d) s", lines[0])
+    assert first_wait and 1.0 <= float(first_wait.group(1)) <= 2.0
     assert "HTTP 429" in lines[1] and "attempt 2 of 6, retrying in 4.0 s" in lines[1]
