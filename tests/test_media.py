@@ -535,7 +535,7 @@ def test_a_body_dripping_in_slower_than_the_total_deadline_is_cut_at_the_deadlin
     elapsed = time.monotonic() - started
 
     assert error.reason == "timeout"
-    assert elapsed < 1.2
+    assert elapsed < 3.0  # the whole body would take about 7 s; a busy machine gets slack
     assert files_under(media_root) == []
 
 

@@ -108,7 +108,7 @@ def test_an_event_the_server_refuses_is_not_stored(subscribed, arrivals, setting
 def test_the_answer_is_sent_before_the_event_is_processed(subscribed, arrivals, live_server):
     sb = subscribed
     listing_id = sb.data.listing_ids()[0]
-    sb.faults.latency_ms = 700  # each API call of the processing takes 0.7 s
+    sb.faults.latency_ms = 2500  # each API call of the processing takes 2.5 s
     event = sb.webhooks.event("listing.published", "listing", listing_id, {})
     body = json.dumps(event).encode()
     started = time.monotonic()
@@ -121,7 +121,7 @@ def test_the_answer_is_sent_before_the_event_is_processed(subscribed, arrivals, 
     answered = time.monotonic() - started
     assert response.status_code == 200
     assert response.json()["status"] == "accepted"
-    assert answered < 0.6
+    assert answered < 2.0  # well before even one API call of the processing could finish
     arrivals.wait(1, "the processing")
-    assert time.monotonic() - started >= 0.7
+    assert time.monotonic() - started >= 2.5
     assert Property.objects.get().pf_id == listing_id
