@@ -721,7 +721,8 @@ def preflight() -> None:
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise SyncAborted(f"{first.msg}{more} {first.hint or ''}".strip())
+        hint = f" {first.hint}" if first.hint else ""
+        raise SyncAborted(f"{first.msg.rstrip('.')}{more}.{hint}")
 
 
 def run_sync(options: SyncOptions | None = None, **kwargs: Any) -> SyncResult:
