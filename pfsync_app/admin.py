@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.text import Truncator
 
 from pfsync_app.models import Property, PropertyImage, ReportEntry, SyncRun, WebhookEvent
 from pfsync_app.reports import format_duration, local_datetime_text
@@ -407,5 +408,5 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="last error")
     def short_error(self, event: WebhookEvent) -> str:
-        text = event.last_error.strip().splitlines()[0] if event.last_error.strip() else ""
-        return text if len(text) <= 120 else text[:119] + "…"
+        lines = event.last_error.strip().splitlines()
+        return Truncator(lines[0]).chars(120) if lines else ""

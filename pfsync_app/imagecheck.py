@@ -24,7 +24,7 @@ from typing import Any
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import FileSystemStorage, Storage, default_storage
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from pfsync_app import writers
@@ -338,7 +338,7 @@ def _error_text(exc: BaseException) -> str:
 # ---------------------------------------------------------------------------
 
 
-def image_rows(pf_id: str | None = None):
+def image_rows(pf_id: str | None = None) -> QuerySet:
     """The active image rows of Property Finder properties, as a queryset of tuples."""
     rows = PropertyImage.objects.filter(is_active=True).exclude(
         Q(property__pf_id__isnull=True) | Q(property__pf_id="")
@@ -386,24 +386,13 @@ def find_missing_images(
         for batch in _chunks(stream, chunk_size):
             present: list[tuple[tuple, int]] = []
             for row in batch:
-                image_id, property_id, row_pf_id, name, source_url, position = row
+                name = row[3]  # the "image" column of _ROW_FIELDS
                 result.checked += 1
                 size = files.size(name)
                 if size is None or size == 0:
                     reason = MISSING if size is None else EMPTY
                     detail = "" if name else "the row names no file"
-                    result.missing.append(
-                        MissingImage(
-                            image_id,
-                            property_id,
-                            row_pf_id,
-                            name,
-                            source_url,
-                            position,
-                            reason,
-                            detail,
-                        )
-                    )
+                    result.missing.append(MissingImage(*row, reason=reason, detail=detail))
                 elif verify:
                     present.append((row, size))
             if present:
@@ -762,23 +751,22 @@ class Repair:
     # -- repairing ---------------------------------------------------------
 
     def _repair(self, selected: list[MissingImage]) -> None:
-        owns_client = self.client is None
-        if owns_client:
-            self.client = (self.client_factory or _default_client)()
-        owns_downloader = self.downloader is None
-        if owns_downloader:
-            self.downloader = ImageDownloader(session=self.client.session, storage=self.storage)
         concurrency = self.options.concurrency or int(pfsync_settings.PF_SYNC_CONCURRENCY)
-        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pfsync-repair")
-        try:
+        # Closed in reverse order, and also when building a later piece fails.
+        with ExitStack() as cleanup:
+            if self.client is None:
+                if self.client_factory is not None:
+                    self.client = self.client_factory()
+                else:
+                    self.client = _default_client(concurrency)
+                cleanup.callback(self.client.close)
+            if self.downloader is None:
+                self.downloader = ImageDownloader(session=self.client.session, storage=self.storage)
+                cleanup.callback(self.downloader.close)
+            pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pfsync-repair")
+            cleanup.callback(pool.shutdown, wait=True, cancel_futures=True)
             self._authenticate()
             self._download_all(selected, pool)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            if owns_downloader:
-                self.downloader.close()
-            if owns_client:
-                self.client.close()
 
     def _authenticate(self) -> None:
         try:
@@ -941,10 +929,11 @@ def _properties(jobs: list[_Job]) -> int:
     return len({job.image.pf_id for job in jobs})
 
 
-def _default_client() -> AtlasClient:
+def _default_client(concurrency: int) -> AtlasClient:
+    """The client from settings, its connection pool sized for ``concurrency`` downloads."""
     from pfsync_app.api import build_client
 
-    return build_client()
+    return build_client(concurrency)
 
 
 def repair_images(options: RepairOptions | None = None, **kwargs: Any) -> RepairResult:

@@ -19,36 +19,45 @@ def set_current_run(run_id: int | None) -> None:
     current_run_id.set(run_id)
 
 
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+MASK = "***"
+
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*")
 # The password of a URL's user info: postgres://user:PASSWORD@host/db.
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^:/@\s]*:)([^@\s/]+)(@)")
-_KEYWORD = re.compile(
-    r"(?i)\b(password|passwd|secret|apisecret|api_secret|token|accesstoken)"
-    r"(\s*[=:]\s*|\"\s*:\s*\")('[^']*'|[^\s\"',&]+)"
+# A field named like a secret and its value: password=..., "accessToken": "...",
+# api_secret: ..., PGPASSWORD=..., X-Webhook-Secret: ... (a prefix such as "api_" may precede).
+_SECRET_FIELD = re.compile(
+    r"(?i)(\b[\w-]*?(?:password|passwd|pwd|secret|token)[\"']?\s*[=:]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s&;,'\"}]+)"
 )
+# Shorter configured values are not masked on their own: "pf" would eat every "pfsync".
+_MIN_SECRET_CHARS = 4
 
 
-def redact_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+def redact_text(text: str, secrets: list[str] | tuple[str, ...] = (), *, mask: str = MASK) -> str:
     """``text`` with the given secret values, bearer tokens and password=... values masked."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    text = _BEARER.sub(r"\1***", text)
-    text = _URL_PASSWORD.sub(r"\1***\3", text)
-    return _KEYWORD.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    for secret in sorted(secrets, key=len, reverse=True):  # longest first: overlaps go whole
+        if secret and len(secret) >= _MIN_SECRET_CHARS:
+            text = text.replace(secret, mask)
+    text = _BEARER.sub(lambda m: f"{m.group(1)}{mask}", text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{mask}{m.group(3)}", text)
+    return _SECRET_FIELD.sub(lambda m: f"{m.group(1)}{mask}", text)
 
 
 def configured_secrets() -> list[str]:
-    """The secret values of the running configuration: API secret, webhook secret, DB passwords."""
+    """The running configuration's secrets: API, webhook, Django and S3 keys, DB passwords."""
     from django.conf import settings
 
+    from pfsync_app.conf import pfsync_settings
+
     values = [
-        getattr(settings, "PF_API_SECRET", ""),
-        getattr(settings, "PF_WEBHOOK_SECRET", ""),
+        pfsync_settings.PF_API_SECRET,
+        pfsync_settings.PF_WEBHOOK_SECRET,
+        getattr(settings, "SECRET_KEY", ""),
         getattr(settings, "AWS_SECRET_ACCESS_KEY", ""),
     ]
     for database in getattr(settings, "DATABASES", {}).values():
-        values.append(database.get("PASSWORD", ""))
+        values.append(database.get("PASSWORD") or "")
     return [v for v in values if isinstance(v, str) and v]
 
 
@@ -71,7 +80,12 @@ class RedactingFilter(logging.Filter):
             secrets = configured_secrets()
         except Exception:  # settings not configured yet: nothing to mask against
             secrets = []
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # Arguments that do not fit the format: leave the record to the handler, which
+            # reports such a mistake itself; a filter that raised would break the caller.
+            return True
         cleaned = redact_text(message, secrets)
         if cleaned != message or record.args:
             record.msg = cleaned

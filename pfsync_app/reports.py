@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import socket
 import threading
 from collections.abc import Iterable, Iterator
@@ -22,14 +21,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from pfsync_app.checks import first_line
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.logutils import set_current_run
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.logutils import configured_secrets, redact_text, set_current_run
 from pfsync_app.models import ReportEntry, SyncRun
 
 try:  # POSIX only; elsewhere O_APPEND alone keeps concurrent lines whole.
@@ -69,41 +69,13 @@ MAX_MESSAGE_CHARS = 10_000
 # Redaction
 # ---------------------------------------------------------------------------
 
-_BEARER_RE = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*")
-_PASSWORD_RE = re.compile(
-    r"(?i)\b(password|passwd|pwd)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|[^\s&;,'\"]+)"
-)
-_URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^:/@\s]*:)([^@\s/]+)(@)")
-_SECRET_FIELD_RE = re.compile(
-    r"(?i)([\"']?\b(?:access_?token|refresh_?token|api_?secret|client_?secret)[\"']?"
-    r"\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,'\"}]+)"
-)
-
-
-def _configured_secrets() -> list[str]:
-    """Every configured secret value, longest first so overlapping ones are fully replaced."""
-    values = [
-        pfsync_settings.PF_API_SECRET,
-        pfsync_settings.PF_WEBHOOK_SECRET,
-        getattr(settings, "SECRET_KEY", ""),
-    ]
-    for database in getattr(settings, "DATABASES", {}).values():
-        values.append(database.get("PASSWORD") or "")
-    found = {str(v) for v in values if v}
-    return sorted(found, key=len, reverse=True)
-
 
 def redact(text: Any) -> str:
-    """``text`` without the API/webhook secrets, bearer tokens and database passwords."""
+    """``text`` without the configured secrets, bearer tokens and passwords (see logutils)."""
     result = "" if text is None else str(text)
     if not result:
         return result
-    for secret in _configured_secrets():
-        result = result.replace(secret, REDACTED)
-    result = _BEARER_RE.sub(rf"\1 {REDACTED}", result)
-    result = _PASSWORD_RE.sub(rf"\1\2{REDACTED}", result)
-    result = _URL_USERINFO_RE.sub(rf"\1{REDACTED}\3", result)
-    return _SECRET_FIELD_RE.sub(rf"\1{REDACTED}", result)
+    return redact_text(result, configured_secrets(), mask=REDACTED)
 
 
 def one_line(exc: BaseException) -> str:
@@ -189,6 +161,11 @@ def mark_interrupted_runs(*, holding_lock: bool = False) -> int:
             status=SyncRun.Status.INTERRUPTED, finished_at=timezone.now(), message=message
         )
     return marked
+
+
+def _text(value: object) -> str:
+    """Text fit for any database: PostgreSQL refuses NUL characters, which API data may echo."""
+    return str(value or "").replace("\x00", "")
 
 
 # ---------------------------------------------------------------------------
@@ -404,11 +381,11 @@ class RunRecorder:
         return ReportEntry(
             run_id=self.run.pk,
             level=level,
-            action=str(action)[: _FIELD_LIMITS["action"]],
-            pf_id=str(pf_id or "")[: _FIELD_LIMITS["pf_id"]],
-            object_type=str(object_type or "")[: _FIELD_LIMITS["object_type"]],
+            action=_text(action)[: _FIELD_LIMITS["action"]],
+            pf_id=_text(pf_id)[: _FIELD_LIMITS["pf_id"]],
+            object_type=_text(object_type)[: _FIELD_LIMITS["object_type"]],
             object_id=object_id,
-            message=redact(message)[:MAX_MESSAGE_CHARS],
+            message=_text(redact(message))[:MAX_MESSAGE_CHARS],
             created_at=timezone.now(),
         )
 
@@ -591,11 +568,13 @@ __all__ = [
     "RunRecorder",
     "append_report_line",
     "daily_summary",
+    "fail_run",
     "format_duration",
     "local_datetime_text",
     "mark_interrupted_runs",
     "one_line",
     "process_is_alive",
+    "recording_outcome",
     "redact",
     "report_file_header",
     "report_file_line",
@@ -616,11 +595,6 @@ def recording_outcome(recorder: RunRecorder) -> Iterator[None]:
     A lost database connection becomes ``SyncAborted`` (exit status 2) with one
     sentence; the run is still marked failed when a new connection can say so.
     """
-    from django.db import InterfaceError, OperationalError
-
-    from pfsync_app.checks import first_line
-    from pfsync_app.exceptions import SyncAborted
-
     try:
         yield
     except SyncAborted as exc:
@@ -632,29 +606,35 @@ def recording_outcome(recorder: RunRecorder) -> Iterator[None]:
         raise SyncAborted(message) from exc
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
-            recorder.interrupt(f"interrupted: {type(exc).__name__}")
+            fail_run(recorder, f"interrupted: {type(exc).__name__}", SyncRun.Status.INTERRUPTED)
         else:
-            recorder.fail(f"{type(exc).__name__}: {first_line(exc)}")
+            fail_run(recorder, one_line(exc))
         raise
 
 
-def fail_run(recorder: RunRecorder, message: str) -> None:
-    """Mark the run failed; on a broken connection, try once more on a new one."""
-    from django.db import DatabaseError, connection
+def fail_run(recorder: RunRecorder, message: str, status: str = SyncRun.Status.FAILED) -> None:
+    """End the run as failed (or ``status``); on a broken connection, try once more on a new one.
 
+    Never raises: recording must not hide the exception that ended the run.
+    """
     try:
-        recorder.fail(message)
+        recorder.finish(status, message)
         return
     except DatabaseError:
         pass
+    except Exception:
+        logger.exception("could not record the end of run %s", recorder.run.pk)
+        return
     try:
         # The server may be up again (a restart, a killed backend): a new connection can say so.
         connection.close()
         SyncRun.objects.filter(pk=recorder.run.pk, status=SyncRun.Status.RUNNING).update(
-            status=SyncRun.Status.FAILED, finished_at=timezone.now(), message=redact(message)
+            status=status, finished_at=timezone.now(), message=redact(message)
         )
     except DatabaseError:
+        what = "failure" if status == SyncRun.Status.FAILED else "interruption"
         logger.error(
-            "could not record the failure of run %s; the next run marks it interrupted",
+            "could not record the %s of run %s; the next run marks it interrupted",
+            what,
             recorder.run.pk,
         )

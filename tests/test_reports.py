@@ -544,3 +544,11 @@ def test_log_lines_during_a_run_name_the_run_also_from_worker_threads(caplog):
     recorder.finish()
     logging.getLogger("pfsync.t").info("after the run")
     assert [r.run_id for r in caplog.records] == [recorder.run.pk, recorder.run.pk, "-"]
+
+
+def test_an_entry_echoing_a_nul_character_from_the_api_is_still_recorded():
+    recorder = RunRecorder.start("pf_sync")
+    recorder.error("listing.invalid", "title 'a\x00b' is odd", pf_id="X\x00Y")
+    recorder.finish()
+    entry = ReportEntry.objects.get(run=recorder.run)
+    assert (entry.pf_id, entry.message) == ("XY", "title 'ab' is odd")

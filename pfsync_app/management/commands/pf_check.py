@@ -7,7 +7,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pfsync_app.imagecheck import CheckResult, check_images
+from pfsync_app.imagecheck import MISSING, CheckResult, check_images
 from pfsync_app.sync import SyncAborted
 
 
@@ -62,7 +62,7 @@ class Command(BaseCommand):
                     f"  Property ID {group.property_id} (pf_id: {group.pf_id}): "
                     f"{group.total} missing images"
                 )
-                if set(group.reasons) != {"missing"}:
+                if set(group.reasons) != {MISSING}:
                     line += " (" + ", ".join(f"{n} {r}" for r, n in group.reasons.items()) + ")"
                 out.write(line)
             if verbosity > 1:
