@@ -19,6 +19,7 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from pfsync_app.atlas import records
+from pfsync_app.checks import first_line
 from pfsync_app.locking import LockBusy, writer_lock
 from pfsync_app.models import Area, ListingState, Property
 
@@ -268,7 +269,7 @@ def link_location(
             except IntegrityError as exc:
                 # Another process linked the same location between our check and our write.
                 raise AreaError(
-                    f"location {location_id} could not be linked: {str(exc).splitlines()[0]}."
+                    f"location {location_id} could not be linked: {first_line(exc)}."
                 ) from None
     except LockBusy as exc:
         raise AreaError(f"{exc}; link again when it has finished.") from None

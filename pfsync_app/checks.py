@@ -23,7 +23,7 @@ from django.db.utils import DatabaseError
 
 from pfsync_app.conf import DEFAULT_TABLES, pfsync_settings
 
-HOST_MODEL_KEYS = ("area", "user", "property", "image")
+HOST_MODEL_KEYS = tuple(DEFAULT_TABLES)
 
 
 def host_models() -> dict[str, Any]:
@@ -125,14 +125,21 @@ def pending_migrations(using: str) -> int:
         return 0
 
 
-_POSITIVE_INTS = ("PF_SYNC_CONCURRENCY", "IMAGE_DOWNLOAD_MAX_RETRIES", "PF_IMAGE_MAX_BYTES")
-_NON_NEGATIVE_NUMBERS = (
-    "IMAGE_DOWNLOAD_RETRY_DELAY",
-    "IMAGE_DOWNLOAD_TIMEOUT",
-    "PF_API_TIMEOUT",
-    "PF_SYNC_MAX_UNPUBLISH_PERCENT",
+# The Atlas client and the downloads refuse 0 for these (a timeout of 0, a rate limit of
+# 0 a minute, no attempt at all): caught here, before any work starts.
+_POSITIVE_INTS = (
+    "PF_SYNC_CONCURRENCY",
+    "IMAGE_DOWNLOAD_MAX_RETRIES",
+    "PF_IMAGE_MAX_BYTES",
+    "PF_API_MAX_ATTEMPTS",
     "PF_API_REQUESTS_PER_MINUTE",
     "PF_API_TOKEN_REQUESTS_PER_MINUTE",
+)
+_POSITIVE_NUMBERS = ("IMAGE_DOWNLOAD_TIMEOUT", "PF_API_TIMEOUT")
+_NON_NEGATIVE_NUMBERS = (
+    "IMAGE_DOWNLOAD_RETRY_DELAY",
+    "PF_API_MAX_RETRY_WAIT",
+    "PF_SYNC_MAX_UNPUBLISH_PERCENT",
     "PF_REPORT_MAX_ENTRIES",
 )
 
@@ -156,9 +163,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
         value = getattr(pfsync_settings, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             wrong(name, "a whole number of at least 1")
+    for name in _POSITIVE_NUMBERS:
+        value = getattr(pfsync_settings, name)
+        if isinstance(value, bool) or not isinstance(value, Number) or not value > 0:
+            wrong(name, "a number above 0")
     for name in _NON_NEGATIVE_NUMBERS:
         value = getattr(pfsync_settings, name)
-        if isinstance(value, bool) or not isinstance(value, Number) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, Number) or not value >= 0:
             wrong(name, "a number of at least 0")
     if not str(pfsync_settings.PF_API_URL).startswith(("https://", "http://")):
         wrong("PF_API_URL", "an http(s) URL such as https://atlas.propertyfinder.com")

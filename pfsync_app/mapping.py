@@ -236,13 +236,8 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _comparable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return value.normalize()
-    if isinstance(value, float):
-        return Decimal(str(value)).normalize()
-    if value is None:
-        return None
-    return value
+    # Decimals compare by value (1.50 == 1.5); a float only equals the Decimal of its text.
+    return Decimal(str(value)) if isinstance(value, float) else value
 
 
 def _short(value: Any) -> str:

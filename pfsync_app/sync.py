@@ -15,9 +15,9 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -32,7 +32,13 @@ from pfsync_app.checks import check_host_schema, check_settings, first_line
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import SyncAborted
 from pfsync_app.locking import LockBusy, writer_lock
-from pfsync_app.mapping import PropertyValues, UserValues, map_listing, map_user
+from pfsync_app.mapping import (
+    PropertyValues,
+    UserValues,
+    describe_changes,
+    map_listing,
+    map_user,
+)
 from pfsync_app.media import (
     TEMP_DIR_NAME,
     ImageDownloader,
@@ -113,20 +119,24 @@ def prefetch(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
     done = object()
     stop = threading.Event()
 
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        # Polls ``stop`` so the thread ends once the consumer is gone, not blocked on a full queue.
+        while not stop.is_set():
+            try:
+                items.put(entry, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in iterable:
-                while not stop.is_set():
-                    try:
-                        items.put((item, None), timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((item, None)):
                     return
-            items.put((done, None))
+            put((done, None))
         except BaseException as exc:  # handed to the consumer, raised there
-            items.put((None, exc))
+            put((None, exc))
 
     thread = threading.Thread(target=produce, name="pfsync-prefetch", daemon=True)
     thread.start()
@@ -188,18 +198,18 @@ class Sync:
     def _run(self) -> SyncResult:
         if not self.options.dry_run:
             sweep_stale_downloads(self.storage)
-        owns_client = self.client is None
-        if owns_client:
-            from pfsync_app.api import build_client
-
-            self.client = build_client(self.options.concurrency)
         recorder = self.recorder or RunRecorder.start(
             "pf_sync", options=self.options.as_dict(), holding_lock=not self.options.dry_run
         )
         self.recorder = recorder
         self.result.run_id = recorder.run.pk
+        owns_client = self.client is None
         try:
             with recording_outcome(recorder):
+                if owns_client:
+                    from pfsync_app.api import build_client
+
+                    self.client = build_client(self.options.concurrency)
                 self._authenticate()
                 self.lookups = writers.Lookups()
                 if self.options.only != "listings" and not self.options.listing_ids:
@@ -277,12 +287,13 @@ class Sync:
             if self.options.listing_ids:
                 self._sync_given_listings(pool)
             else:
-                pages = self.client.iter_listing_pages()
-                for page in self._pages(prefetch(pages), "listings"):
-                    self.totals_seen.add(page.total)
-                    self.progress.total("listings", page.total)
-                    if not self._sync_page(page, pool):
-                        break
+                # Closed on every way out, so the prefetching thread stops fetching.
+                with closing(prefetch(self.client.iter_listing_pages())) as pages:
+                    for page in self._pages(pages, "listings"):
+                        self.totals_seen.add(page.total)
+                        self.progress.total("listings", page.total)
+                        if not self._sync_page(page, pool):
+                            break
                 if self.options.limit is None:
                     self._unpublish_missing()
         finally:
@@ -355,7 +366,7 @@ class Sync:
     def _sync_page(self, page: records.Page, pool: ThreadPoolExecutor) -> bool:
         """Sync one page of listings; False when --limit is reached."""
         # Counted before this page's listings join ``seen``: --limit is about listings synced.
-        done_before = self._listings_done()
+        done_before = len(self.seen)
         self._record_page_errors(page, "listing")
         listings: list[records.Listing] = []
         for listing in page.items:
@@ -403,9 +414,6 @@ class Sync:
         self.recorder.checkpoint()
         return not reached
 
-    def _listings_done(self) -> int:
-        return len(self.seen)
-
     def _note_location(self, values: PropertyValues) -> None:
         if values.location_id is not None and self.lookups.area_id(values.location_id) is None:
             self.unmapped[values.location_id] += 1
@@ -428,13 +436,11 @@ class Sync:
             if self.options.images:
                 plan = writers.plan_images(values.images, rows, self._file_exists)
             else:
-                plan = writers.ImagePlan(download=[], keep={}, deactivate=[], replace={})
-                plan.keep = {
-                    image.position: row
-                    for image in values.images
-                    for row in rows
-                    if row.source_url == image.source_url
-                }
+                plan = writers.plan_images(values.images, rows, lambda name: True)
+                if plan.download or plan.deactivate:
+                    # The images left out are the next image run's work: it must not skip this.
+                    fingerprint = ""
+                plan.download, plan.deactivate = [], []
             futures: dict[int, Future] = {}
             if not self.options.dry_run:
                 for image in plan.download:
@@ -478,28 +484,13 @@ class Sync:
     ) -> None:
         recorder = self.recorder
         pf_id = values.pf_id
-        stored: dict[int, StoredImage] = {}
-        failed = 0
-        for position, future in futures.items():
-            try:
-                stored[position] = future.result()
-            except ImageDownloadError as exc:
-                failed += 1
-                recorder.count("images_failed")
-                recorder.error(
-                    "image.failed",
-                    f"image {position}: {exc} ({exc.reason})",
-                    pf_id=pf_id,
-                    object_type="property",
-                    object_id=prop.pk if prop else None,
-                )
-            except Exception as exc:  # an unexpected bug in one download must not stop the run
-                failed += 1
-                recorder.count("images_failed")
-                recorder.error(
-                    "image.failed", f"image {position}: {type(exc).__name__}: {exc}", pf_id=pf_id
-                )
-            self.progress.advance("images")
+        try:
+            stored = self._collect_images(pf_id, prop, futures)
+        except BaseException:
+            # Interrupted while waiting: no row will refer to the files already downloaded.
+            self._abandon(futures)
+            raise
+        failed = len(futures) - len(stored)
         for warning in values.warnings:
             recorder.warning("listing.warning", warning, pf_id=pf_id)
         if self.options.dry_run:
@@ -516,14 +507,17 @@ class Sync:
                 # An incomplete listing is retried next run: its fingerprint is not recorded.
                 fingerprint="" if failed else fingerprint,
             )
-        except (OperationalError, InterfaceError):
-            self._discard(stored.values())
-            raise
         except (DatabaseError, ValueError, TypeError) as exc:
+            # The transaction rolled back: no row refers to the files downloaded for it.
             self._discard(stored.values())
+            if isinstance(exc, OperationalError | InterfaceError):
+                raise
             self._fail(f"listing {pf_id}", "listing.failed", first_line(exc), pf_id)
             self.progress.advance("listings")
             return
+        except BaseException:
+            self._discard(stored.values())
+            raise
         downloaded = len(stored)
         recorder.count("images_downloaded", downloaded)
         recorder.count("images_deactivated", outcome.images_deactivated)
@@ -552,6 +546,30 @@ class Sync:
             )
         self.progress.advance("listings")
 
+    def _collect_images(
+        self, pf_id: str, prop: Property | None, futures: dict[int, Future]
+    ) -> dict[int, StoredImage]:
+        """The listing's downloaded files by position; each failed download is recorded."""
+        stored: dict[int, StoredImage] = {}
+        for position, future in futures.items():
+            try:
+                stored[position] = future.result()
+            except Exception as exc:  # an unexpected bug in one download must not stop the run
+                if isinstance(exc, ImageDownloadError):
+                    message = f"image {position}: {exc} ({exc.reason})"
+                else:
+                    message = f"image {position}: {type(exc).__name__}: {exc}"
+                self.recorder.count("images_failed")
+                self.recorder.error(
+                    "image.failed",
+                    message,
+                    pf_id=pf_id,
+                    object_type="property",
+                    object_id=prop.pk if prop else None,
+                )
+            self.progress.advance("images")
+        return stored
+
     def _dry_run_listing(
         self, values: PropertyValues, prop: Property | None, plan: writers.ImagePlan
     ) -> None:
@@ -562,11 +580,9 @@ class Sync:
                 f"listing {values.pf_id}: would be created ({len(plan.download)} images)"
             )
             return
-        target = dict(values.fields)
-        target["user_id"] = self.lookups.agent_id(values.assigned_to_id)
-        target["area_id"] = self.lookups.area_id(values.location_id)
+        target = writers.property_fields(values, self.lookups)
         current = {name: getattr(prop, name) for name in target}
-        changes = writers.describe_changes(current, target)
+        changes = describe_changes(current, target)
         if plan.download:
             changes.append(f"images to download: {len(plan.download)}")
         if plan.deactivate:
@@ -577,10 +593,12 @@ class Sync:
 
     def _discard(self, files: Iterable[StoredImage]) -> None:
         """Remove files downloaded for a listing whose rows could not be written."""
+        # Any error, not only OSError: remote storages raise their own, and this often runs
+        # while another exception is on its way out, which must not be replaced.
         for file in files:
             try:
                 self.storage.delete(file.name)
-            except OSError as exc:
+            except Exception as exc:
                 logger.warning("could not remove unused file %s: %s", file.name, exc)
 
     def _fail(self, what: str, action: str, message: str, pf_id: str) -> None:
@@ -728,6 +746,3 @@ def preflight() -> None:
 def run_sync(options: SyncOptions | None = None, **kwargs: Any) -> SyncResult:
     """Run one pf_sync (see Sync for the keyword arguments)."""
     return Sync(options or SyncOptions(), **kwargs).run()
-
-
-ProgressFactory = Callable[[], Progress]

@@ -34,7 +34,7 @@ from django.utils.crypto import constant_time_compare
 
 from pfsync_app import writers
 from pfsync_app.atlas import AtlasClient, AtlasError
-from pfsync_app.conf import pfsync_settings
+from pfsync_app.conf import SETTINGS, pfsync_settings
 from pfsync_app.mapping import map_user
 from pfsync_app.media import ImageDownloader
 from pfsync_app.models import Agent, ListingState, Property, SyncRun, WebhookEvent
@@ -137,6 +137,9 @@ def _text(value: Any, name: str, column: str, *, required: bool) -> str:
     text = str(value).strip()
     if required and not text:
         raise InvalidEvent(f"the event's {name} is empty")
+    if "\x00" in text:
+        # PostgreSQL text cannot hold NUL; psycopg2 raises ValueError (a 500) on the lookup.
+        raise InvalidEvent(f"the event's {name} contains a NUL character")
     limit = _FIELD_LIMITS[column]
     if len(text) > limit:
         raise InvalidEvent(f"the event's {name} is longer than {limit} characters")
@@ -307,7 +310,8 @@ class _Batch:
         self.recorder = recorder
         self._client = client
         self._owns_client = client is None
-        self._downloader = downloader
+        #: None: run_sync builds one on the client's session.
+        self.downloader = downloader
         self.sleep = sleep
 
     def client(self) -> AtlasClient:
@@ -317,10 +321,6 @@ class _Batch:
 
             self._client = build_client()
         return self._client
-
-    def downloader(self) -> ImageDownloader | None:
-        """The batch's image downloader (None: run_sync builds one on the client's session)."""
-        return self._downloader
 
     def close(self) -> None:
         """Close the client if the batch built it."""
@@ -365,7 +365,7 @@ def _listing_published(event: WebhookEvent, batch: _Batch) -> str:
             result = run_sync(
                 SyncOptions(listing_ids=[pf_id]),
                 client=batch.client(),
-                downloader=batch.downloader(),
+                downloader=batch.downloader,
                 recorder=recorder,
             )
             break
@@ -445,11 +445,8 @@ def _listing_action(event: WebhookEvent, batch: _Batch) -> str:
     pf_id = str(listing.get("id") or event.entity_id or "")
     action_type = payload.get("actionType") or "unknown action"
     status = payload.get("status") or "unknown status"
-    details = [f"{action_type} ({status}"]
-    if payload.get("reason"):
-        details.append(f", {payload['reason']}")
-    details.append(")")
-    text = "".join(details)
+    reason = f", {payload['reason']}" if payload.get("reason") else ""
+    text = f"{action_type} ({status}{reason})"
     message = payload.get("message")
     if isinstance(message, dict) and message.get("en"):
         text += f": {message['en']}"
@@ -612,16 +609,7 @@ def received_client() -> AtlasClient:
     """
     from pfsync_app.api import build_client
 
-    names = (
-        "PF_API_URL",
-        "PF_API_KEY",
-        "PF_API_SECRET",
-        "PF_API_TIMEOUT",
-        "PF_API_MAX_ATTEMPTS",
-        "PF_API_MAX_RETRY_WAIT",
-        "PF_API_REQUESTS_PER_MINUTE",
-        "PF_API_TOKEN_REQUESTS_PER_MINUTE",
-    )
+    names = [s.name for s in SETTINGS if s.name.startswith("PF_API_")]
     # A digest, so the API secret is not kept in one more place in memory.
     key = hashlib.sha256(
         json.dumps([getattr(pfsync_settings, name) for name in names], default=str).encode()

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.hashers import make_password
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -142,10 +142,12 @@ def save_user(
             holder = Agent.objects.filter(pf_public_profile_id=profile_id)
             if agent is not None:
                 holder = holder.exclude(pk=agent.pk)
-            other = holder.values_list("pf_user_id", flat=True).first()
-            if holder.exists():
+            # A holder's pf_user_id may be NULL, so the row's presence is what counts.
+            holders = list(holder.order_by("pk").values_list("pf_user_id", flat=True)[:1])
+            if holders:
                 warnings.append(
-                    f"public profile {profile_id} already belongs to PF user {other}; not linked"
+                    f"public profile {profile_id} already belongs to PF user {holders[0]}; "
+                    "not linked"
                 )
                 profile_id = agent.pf_public_profile_id if agent else None
         target["pf_public_profile_id"] = profile_id
@@ -226,6 +228,14 @@ def plan_images(
     return plan
 
 
+def property_fields(values: PropertyValues, lookups: Lookups) -> dict[str, Any]:
+    """The host property's column values for a listing, its agent and area resolved."""
+    target = dict(values.fields)
+    target["user_id"] = lookups.agent_id(values.assigned_to_id)
+    target["area_id"] = lookups.area_id(values.location_id)
+    return target
+
+
 def save_listing(
     values: PropertyValues,
     existing: Property | None,
@@ -238,9 +248,7 @@ def save_listing(
 ) -> ListingOutcome:
     """Write one listing, its images rows and its cursor in one transaction."""
     now = now or timezone.now()
-    target = dict(values.fields)
-    target["user_id"] = lookups.agent_id(values.assigned_to_id)
-    target["area_id"] = lookups.area_id(values.location_id)
+    target = property_fields(values, lookups)
     with transaction.atomic():
         if existing is None:
             prop = Property(pf_id=values.pf_id, created_at=now, updated_at=now, **target)
@@ -250,7 +258,8 @@ def save_listing(
             current = {name: getattr(existing, name) for name in target}
             changes = describe_changes(current, target)
             if changes:
-                updates = {k: v for k, v in target.items() if k in _changed(current, target)}
+                changed = _changed(current, target)
+                updates = {k: v for k, v in target.items() if k in changed}
                 Property.objects.filter(pk=existing.pk).update(updated_at=now, **updates)
             outcome = ListingOutcome(UPDATED if changes else UNCHANGED, existing.pk, changes)
         outcome.area_id = target["area_id"]
@@ -300,6 +309,8 @@ def _write_images(
 ) -> None:
     new_rows: list[PropertyImage] = []
     updated: list[PropertyImage] = []
+    # Paired where a file is attached: a deactivated row may hold a replaced row's old position.
+    checksum_rows: list[tuple[PropertyImage, StoredImage]] = []
     for image in values.images:
         row = plan.keep.get(image.position) or plan.replace.get(image.position)
         file = stored.get(image.position)
@@ -318,21 +329,22 @@ def _write_images(
                 row.image = file.name
                 dirty = True
                 outcome.images_replaced += 1
+                checksum_rows.append((row, file))
             if dirty:
                 updated.append(row)
         elif file is not None:
-            new_rows.append(
-                PropertyImage(
-                    property_id=outcome.property_id,
-                    image=file.name,
-                    source_url=image.source_url,
-                    position=image.position,
-                    width=image.width,
-                    height=image.height,
-                    is_active=True,
-                    created_at=now,
-                )
+            row = PropertyImage(
+                property_id=outcome.property_id,
+                image=file.name,
+                source_url=image.source_url,
+                position=image.position,
+                width=image.width,
+                height=image.height,
+                is_active=True,
+                created_at=now,
             )
+            new_rows.append(row)
+            checksum_rows.append((row, file))
     for row in plan.deactivate:
         row.is_active = False
         updated.append(row)
@@ -353,11 +365,6 @@ def _write_images(
             for row in created:
                 row.pk = row.id = ids[row.image]
         outcome.images_added = len(created)
-    checksum_rows = [
-        (row, stored[row.position])
-        for row in [*new_rows, *[r for r in updated if r.position in plan.replace]]
-        if row.position in stored
-    ]
     record_checksums(checksum_rows, now)
 
 
@@ -410,14 +417,16 @@ __all__ = [
     "UNCHANGED",
     "UPDATED",
     "ImagePlan",
-    "IntegrityError",
     "ListingOutcome",
     "Lookups",
     "UserOutcome",
+    "find_agent",
     "plan_images",
+    "property_fields",
     "published_pf_ids",
     "record_checksums",
     "save_listing",
     "save_user",
+    "unchanged_users",
     "unpublish",
 ]

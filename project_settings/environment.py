@@ -8,6 +8,7 @@ a cron environment stops start-up instead of running with a silent default.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,12 @@ _DSN_KEYS = {
     "port": "PORT",
 }
 
+_QUOTED = re.compile(r'"[^"]*"')
+
 SUPPORTED_ENGINES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+_FALSE = {"0", "false", "no", "off", "n", "f"}
 
 
 class Env:
@@ -82,10 +85,10 @@ class Env:
 
     def bool(self, name: str, default: bool = False) -> bool:
         """A yes/no variable: true/false, 1/0, yes/no, on/off."""
-        value = self.environ.get(name)
+        value = self.raw(name)
         if value is None:
             return default
-        lowered = value.strip().lower()
+        lowered = value.lower()
         if lowered in _TRUE:
             return True
         if lowered in _FALSE:
@@ -110,6 +113,8 @@ def parse_postgres_dsn(dsn: str) -> dict[str, Any]:
         params = parse_dsn(dsn)
     except Exception as exc:  # psycopg2 raises ProgrammingError with libpq's own words
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # libpq quotes the words it stumbled on; with "password=two words" one is the password.
+        reason = _QUOTED.sub(lambda m: m[0] if m[0] == '"="' else '"..."', reason)
         raise ImproperlyConfigured(
             "POSTGRES_DSN must be a libpq connection string like "
             "'host=localhost user=postgres password=pass dbname=postgres port=5432 "

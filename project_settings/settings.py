@@ -25,7 +25,9 @@ env = Env(os.environ)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", "pfsync-local-development-key-not-for-production")
 DEBUG = env.bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = [
-    h.strip() for h in env.str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h
+    h.strip()
+    for h in env.str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+    if h.strip()
 ]
 
 INSTALLED_APPS = [

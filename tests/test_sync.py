@@ -346,3 +346,60 @@ def test_a_media_folder_that_cannot_be_written_stops_the_run_before_any_work(
         run_sync(SyncOptions())
     assert "MEDIA_ROOT" in str(info.value)
     assert not Property.objects.exists()
+
+
+def test_a_run_with_images_after_runs_without_them_downloads_them(sandbox_settings):
+    run_sync(SyncOptions(images=False))
+    run_sync(SyncOptions(images=False))
+    assert PropertyImage.objects.count() == 0
+    result = run_sync(SyncOptions())
+    assert PropertyImage.objects.count() > 0
+    assert result.counters["images_downloaded"] == PropertyImage.objects.count()
+    again = run_sync(SyncOptions())
+    assert again.listings_skipped_unchanged == again.listings_received
+
+
+def test_files_are_removed_when_saving_a_listing_fails_unexpectedly(sandbox_settings, settings):
+    import os
+    from unittest import mock
+
+    from pfsync_app import writers
+
+    failing = mock.patch.object(writers, "save_listing", side_effect=RuntimeError("boom"))
+    with failing, pytest.raises(RuntimeError):
+        run_sync(SyncOptions())
+    files = [name for _, _, names in os.walk(settings.MEDIA_ROOT) for name in names]
+    assert files == []
+
+
+def test_a_deactivated_row_keeps_its_own_checksum_when_its_position_is_replaced(sandbox_settings):
+    from pfsync_app import writers
+    from pfsync_app.mapping import ImageValues, PropertyValues
+    from pfsync_app.media import StoredImage
+
+    run_sync(SyncOptions())
+    pid = next(
+        p
+        for p in PropertyImage.objects.values_list("property_id", flat=True)
+        if PropertyImage.objects.filter(property_id=p).count() >= 2
+    )
+    prop = Property.objects.get(pk=pid)
+    x, y = list(PropertyImage.objects.filter(property_id=pid).order_by("position"))[:2]
+    y_before = ImageFile.objects.get(image_id=y.pk)
+    default_storage.delete(x.image)
+    values = PropertyValues(
+        pf_id=prop.pf_id,
+        fields={"title": prop.title},
+        location_id=None,
+        assigned_to_id=None,
+        images=[ImageValues(y.position, x.source_url, 10, 10)],
+    )
+    plan = writers.plan_images(values.images, [x, y], default_storage.exists)
+    assert plan.replace and plan.deactivate == [y]
+    new = StoredImage(
+        name="property_images/new.jpg", size=3, sha256="ab" * 32, content_type="image/jpeg"
+    )
+    writers.save_listing(values, prop, plan, {y.position: new}, writers.Lookups(), fingerprint="")
+    assert ImageFile.objects.get(image_id=x.pk).name == "property_images/new.jpg"
+    y_after = ImageFile.objects.get(image_id=y.pk)
+    assert (y_after.name, y_after.sha256) == (y_before.name, y_before.sha256)

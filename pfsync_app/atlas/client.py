@@ -67,6 +67,8 @@ LISTING_IDS_PER_REQUEST = 50
 DEFAULT_TOKEN_LIFETIME = 1800
 #: Renew a token this long before it runs out (less for very short-lived tokens).
 TOKEN_RENEW_MARGIN = 60.0
+#: Access tokens masked out of error texts: the current one and a few stale ones.
+RECENT_TOKENS_REDACTED = 9
 #: Attempts for a 2xx answer whose body is not JSON (usually cut off in transit).
 MALFORMED_BODY_ATTEMPTS = 3
 #: Statuses worth another try: the server or a gateway failed, not the request.
@@ -295,8 +297,10 @@ class AtlasClient:
         self.sleep = sleep
         self._api_key = api_key
         self._api_secret = api_secret
-        # Every credential the client has held, masked out of any text it puts in an error.
+        # Masked out of any text the client puts in an error: the API secret and webhook
+        # secrets for the client's life, and the last few access tokens.
         self._secrets: tuple[str, ...] = tuple(s for s in (api_secret,) if s)
+        self._recent_tokens: tuple[str, ...] = ()
         self._token: _Token | None = None
         self._token_lock = threading.Lock()
         self.rate_limiter = RateLimiter(
@@ -339,7 +343,7 @@ class AtlasClient:
         self.session.close()
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in (*self._secrets, *self._recent_tokens):
             if len(secret) >= 4:
                 text = text.replace(secret, "***")
         return text
@@ -546,7 +550,7 @@ class AtlasClient:
             # Already retried here: the request that needed the token must not retry it again.
             exc.retryable = False
             raise
-        self._secrets = (*self._secrets[-8:], value)
+        self._recent_tokens = (*self._recent_tokens[-(RECENT_TOKENS_REDACTED - 1) :], value)
         lifetime = body.get("expiresIn")
         if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
             logger.warning(

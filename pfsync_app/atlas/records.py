@@ -12,6 +12,7 @@ the page goes on.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_INTEGER_TEXT = re.compile(r"-?\d+")
 
 
 # ---------------------------------------------------------------------------
@@ -240,7 +243,9 @@ def _int(data: Mapping[str, Any] | None, key: str, path: str) -> int | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # A full match, not str.isdigit(): "--5" or "²" would pass that and make int() raise a
+    # ValueError that escapes parse_page and loses the whole page.
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
         return int(value)
     raise InvalidRecord(path, f"expected an integer, got {_type_name(value)} {value!r}")
 

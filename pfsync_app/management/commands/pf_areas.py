@@ -133,8 +133,7 @@ class Command(BaseCommand):
             )
 
     def link(self, options: dict[str, Any]) -> None:
-        if options["area_id"] is not None and options["create"] is not None:
-            raise areas.AreaError("give either an AREA_ID or --create NAME, not both.")
+        # link_location refuses both too; for neither, a sentence that says what to give.
         if options["area_id"] is None and options["create"] is None:
             raise areas.AreaError("give the AREA_ID to link to, or --create NAME for a new area.")
         result = areas.link_location(

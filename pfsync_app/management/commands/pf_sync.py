@@ -80,6 +80,7 @@ class Command(BaseCommand):
             concurrency=options["concurrency"],
         )
         verbosity = 0 if options["json"] else options["verbosity"]
+        # The raw stream: OutputWrapper would end each of the bar's redraws with a newline.
         progress = progress_for(self.stderr._out, verbosity)
         try:
             result = run_sync(sync_options, progress=progress)
