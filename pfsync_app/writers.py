@@ -87,10 +87,15 @@ class Lookups:
 def _username_for(values: UserValues) -> str:
     base = values.fields["email"].split("@")[0] if values.fields["email"] else ""
     base = re.sub(r"[^\w.@+-]", "", base)[:120] or "pf-agent"
-    candidate = base
-    if Agent.objects.filter(username=candidate).exists():
-        candidate = f"{base}-pf{values.pf_user_id}"[:150]
-    return candidate
+    taken = set(Agent.objects.filter(username__startswith=base).values_list("username", flat=True))
+    candidates = (base, f"{base}-pf{values.pf_user_id}")
+    for candidate in candidates:
+        if candidate[:150] not in taken:
+            return candidate[:150]
+    suffix = 2
+    while f"{base}-pf{values.pf_user_id}-{suffix}" in taken:
+        suffix += 1
+    return f"{base}-pf{values.pf_user_id}-{suffix}"[:150]
 
 
 def unchanged_users(users: list[UserValues]) -> set[int]:

@@ -196,3 +196,22 @@ def test_a_settings_mistake_is_caught_by_the_system_checks_before_pf_sync_starts
     )
     assert result.returncode != 0
     assert "pfsync.E010" in result.stderr and "PF_API_URL must be an http(s) URL" in result.stderr
+
+
+def test_a_new_agent_whose_usual_usernames_are_taken_still_gets_a_unique_one():
+    from pfsync_app.mapping import UserValues
+    from pfsync_app.models import Agent
+    from pfsync_app.writers import save_user
+
+    for username in ("layla", "layla-pf77"):
+        Agent.objects.create(username=username, password="!", email=f"{username}@other.example")
+    fields = {
+        "first_name": "Layla",
+        "last_name": "H",
+        "email": "layla@agency.example",
+        "phone": "",
+        "role": "agent",
+    }
+    outcome = save_user(UserValues(pf_user_id=77, pf_public_profile_id=None, fields=fields))
+    assert outcome.action == "created"
+    assert Agent.objects.get(pf_user_id=77).username == "layla-pf77-2"

@@ -91,7 +91,11 @@ class Command(BaseCommand):
             # Events that failed earlier (or waited for this run's lock) are retried now.
             from pfsync_app.webhooks import process_pending
 
-            webhooks = process_pending()
+            try:
+                webhooks = process_pending()
+            except Exception as exc:  # the sync itself is done and recorded; say what failed
+                self.stderr.write(f"pending webhook events were not processed: {exc}")
+                result.exit_code = result.exit_code or 1
         if options["json"]:
             payload = self.as_json(result, sync_options)
             if webhooks is not None:
