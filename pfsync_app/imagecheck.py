@@ -222,6 +222,15 @@ class StoredFiles:
             files[base] = size
         return size
 
+    def files(self, folder: str) -> dict[str, int | None] | None:
+        """Every file of ``folder`` with its size when known; None when storage cannot list."""
+        if folder not in self._folders:
+            listing = self._list(folder)
+            if listing is None:
+                return None
+            self._folders[folder] = listing
+        return self._folders[folder]
+
     def _list(self, folder: str) -> dict[str, int | None] | None:
         """Every file of ``folder``; None when this storage cannot list (then ask per name)."""
         if self.filesystem:
@@ -483,6 +492,27 @@ def _finish_message(what: str, found: int, reasons: dict[str, int]) -> str:
 # ---------------------------------------------------------------------------
 # pf_check
 # ---------------------------------------------------------------------------
+
+
+def find_unreferenced_files(storage: Storage | None = None) -> list[str] | None:
+    """Files in pfsync's image folder that no image row names; None when storage cannot list.
+
+    A process killed between storing an image and committing its listing leaves
+    such a file. They are harmless and pfsync never deletes them: this only says
+    which they are, for ops to remove if they like.
+    """
+    storage = storage if storage is not None else default_storage
+    folder = str(pfsync_settings.PF_IMAGE_UPLOAD_DIR).strip("/")
+    listing = StoredFiles(storage).files(folder)
+    if listing is None:
+        return None
+    prefix = f"{folder}/" if folder else ""
+    referenced = set(
+        PropertyImage.objects.filter(image__startswith=prefix)
+        .values_list("image", flat=True)
+        .iterator(chunk_size=CHUNK_SIZE)
+    )
+    return sorted(f"{prefix}{name}" for name in listing if f"{prefix}{name}" not in referenced)
 
 
 def check_images(

@@ -217,3 +217,21 @@ def test_pf_check_as_a_process_exits_0_1_and_2(tmp_path):
     ]
     assert broken.returncode == 2
     assert "pf_check could not run: Host table" in broken.stderr
+
+
+def test_pf_check_unreferenced_lists_files_no_row_names_and_deletes_nothing(synced):
+    stray = default_storage.save("property_images/left-by-a-killed-run.jpg", StringIO("x"))
+    code, out = run_command("pf_check", "--unreferenced")
+    assert code == 0
+    assert "1 file in the image folder not referenced by any image row" in out
+    assert f"  {stray}" in out
+    assert default_storage.exists(stray)
+
+    code, out = run_command("pf_check", "--unreferenced", "--json")
+    assert json.loads(out)["unreferenced"] == [stray]
+
+
+def test_pf_check_unreferenced_is_quiet_when_every_file_has_its_row(synced):
+    code, out = run_command("pf_check", "--unreferenced")
+    assert code == 0
+    assert "No unreferenced files in the image folder." in out

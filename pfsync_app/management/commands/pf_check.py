@@ -7,7 +7,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pfsync_app.imagecheck import MISSING, CheckResult, check_images
+from pfsync_app.imagecheck import MISSING, CheckResult, check_images, find_unreferenced_files
 from pfsync_app.sync import SyncAborted
 
 
@@ -32,6 +32,11 @@ class Command(BaseCommand):
             help="Also read every file and compare its size and sha256 with what pf_sync stored.",
         )
         parser.add_argument(
+            "--unreferenced",
+            action="store_true",
+            help="Also list files in the image folder that no image row names (never deleted).",
+        )
+        parser.add_argument(
             "--json", action="store_true", help="Print a machine-readable report on stdout."
         )
 
@@ -43,10 +48,16 @@ class Command(BaseCommand):
             result = check_images(pf_id=pf_id.strip() if pf_id else None, verify=options["verify"])
         except SyncAborted as exc:
             raise CommandError(f"pf_check could not run: {exc}", returncode=2) from None
+        unreferenced = find_unreferenced_files() if options["unreferenced"] else None
         if options["json"]:
-            self.stdout.write(json.dumps(result.as_json(), ensure_ascii=False))
+            payload = result.as_json()
+            if options["unreferenced"]:
+                payload["unreferenced"] = unreferenced
+            self.stdout.write(json.dumps(payload, ensure_ascii=False))
         else:
             self.print_report(result, options["verbosity"])
+            if options["unreferenced"]:
+                self.print_unreferenced(unreferenced, options["verbosity"])
         if result.exit_code:
             sys.exit(result.exit_code)
 
@@ -77,3 +88,22 @@ class Command(BaseCommand):
                     "checksum)"
                 )
             out.write(f"{checked} (run {result.run_id}).")
+
+    def print_unreferenced(self, names: list[str] | None, verbosity: int) -> None:
+        """Files no row names: informational, they change no exit status."""
+        if names is None:
+            self.stdout.write("This storage cannot list its files; unreferenced files unknown.")
+        elif not names:
+            self.stdout.write("No unreferenced files in the image folder.")
+        else:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{plural(len(names), 'file')} in the image folder not referenced by any "
+                    "image row (left by an interrupted run; safe to remove):"
+                )
+            )
+            shown = names if verbosity > 1 else names[:50]
+            for name in shown:
+                self.stdout.write(f"  {name}")
+            if len(shown) < len(names):
+                self.stdout.write(f"  ... and {len(names) - len(shown)} more (-v 2 lists all)")
