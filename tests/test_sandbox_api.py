@@ -327,3 +327,10 @@ def test_keep_alive_serves_many_requests_on_one_connection(sandbox: Sandbox) -> 
         assert connection.sock is not None
     finally:
         connection.close()
+
+
+def test_users_filter_by_the_specs_comma_separated_id_list(sandbox_api: SandboxApi) -> None:
+    users = sandbox_api.sandbox.data.users()
+    wanted = f"{users[0]['id']},{users[2]['id']}"
+    body = sandbox_api.get("/v1/users", params={"id": wanted}).json()
+    assert [u["id"] for u in body["data"]] == [users[0]["id"], users[2]["id"]]

@@ -431,9 +431,10 @@ class _Handler(BaseHTTPRequestHandler):
                 (not search or search in name or search in user["email"].lower())
                 and (not status or user["status"] == status)
                 and query.get("roleId") in (None, "", str(user["role"]["id"]))
-                and query.get("publicProfileId") in (None, "", str(profile.get("id")))
-                and query.get("userId") in (None, "", str(user["id"]))
-                and query.get("email") in (None, "", user["email"])
+                # The spec's id, publicProfileId and email filters take comma-separated lists.
+                and _listed(query.get("publicProfileId"), str(profile.get("id")))
+                and _listed(query.get("id"), str(user["id"]))
+                and _listed(query.get("email"), user["email"])
             )
 
         users = [u for u in users if keep(u)]
@@ -798,3 +799,8 @@ class Sandbox:
             if event_type == "user.updated":
                 payload["changes"] = []
         return self.webhooks.publish(event_type, entity_type, entity_id, payload)
+
+
+def _listed(wanted: str | None, value: str) -> bool:
+    """Whether ``value`` passes a comma-separated list filter (no filter passes everything)."""
+    return not wanted or value in _split(wanted)
