@@ -113,43 +113,67 @@ class SyncResult:
     listings_skipped_unchanged: int = 0
 
 
-def prefetch(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
-    """Iterate ``iterable`` in a background thread, ``depth`` items ahead (pipelining)."""
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
+_END = object()
 
-    def put(entry: tuple[Any, BaseException | None]) -> bool:
-        # Polls ``stop`` so the thread ends once the consumer is gone, not blocked on a full queue.
-        while not stop.is_set():
+
+class Prefetcher(Iterator[T]):
+    """Iterates ``iterable`` in a background thread, ``depth`` items ahead (pipelining).
+
+    The thread starts at once, so fetching overlaps whatever the caller does
+    before it takes the first item (pf_sync: the users stage). ``close()`` stops
+    it; call it on every way out.
+    """
+
+    def __init__(self, iterable: Iterable[T], depth: int = 1) -> None:
+        self._items: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(
+            target=self._produce, args=(iterable,), name="pfsync-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, entry: tuple[Any, BaseException | None]) -> bool:
+        # Polls the stop flag so the thread ends once the consumer is gone, not blocked on a
+        # full queue.
+        while not self._stop.is_set():
             try:
-                items.put(entry, timeout=0.2)
+                self._items.put(entry, timeout=0.2)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def produce() -> None:
+    def _produce(self, iterable: Iterable[T]) -> None:
         try:
             for item in iterable:
-                if not put((item, None)):
+                if not self._put((item, None)):
                     return
-            put((done, None))
+            self._put((_END, None))
         except BaseException as exc:  # handed to the consumer, raised there
-            put((None, exc))
+            self._put((None, exc))
 
-    thread = threading.Thread(target=produce, name="pfsync-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, exc = items.get()
-            if exc is not None:
-                raise exc
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
+    def __next__(self) -> T:
+        if self._finished:
+            raise StopIteration
+        item, exc = self._items.get()
+        if exc is not None:
+            self.close()
+            raise exc
+        if item is _END:
+            self.close()
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        """Stop fetching; the next ``next()`` ends the iteration."""
+        self._finished = True
+        self._stop.set()
+
+
+def prefetch(iterable: Iterable[T], depth: int = 1) -> Prefetcher[T]:
+    """Start iterating ``iterable`` in the background, ``depth`` items ahead."""
+    return Prefetcher(iterable, depth)
 
 
 class Sync:
@@ -177,6 +201,7 @@ class Sync:
         self.fetch_complete = True
         self.totals_seen: set[int] = set()
         self.lookups: writers.Lookups | None = None
+        self._listing_pages: Prefetcher[records.Page] | None = None
 
     # -- the run -----------------------------------------------------------
 
@@ -213,12 +238,17 @@ class Sync:
                 self._authenticate()
                 self.lookups = writers.Lookups()
                 if self.options.only != "listings" and not self.options.listing_ids:
+                    if self.options.only != "users":
+                        # The first listing pages arrive while the users are synced.
+                        self._listing_pages = prefetch(self.client.iter_listing_pages())
                     self.sync_users()
                     self.lookups.reload()
                 if self.options.only != "users":
                     self.sync_listings()
                 self._report_unmapped()
         finally:
+            if self._listing_pages is not None:
+                self._listing_pages.close()
             self.progress.close()
             if owns_client and self.client is not None:
                 self.client.close()
@@ -287,8 +317,9 @@ class Sync:
             if self.options.listing_ids:
                 self._sync_given_listings(pool)
             else:
-                # Closed on every way out, so the prefetching thread stops fetching.
-                with closing(prefetch(self.client.iter_listing_pages())) as pages:
+                # Started before the users stage when there was one; closed on every way out.
+                pages = self._listing_pages or prefetch(self.client.iter_listing_pages())
+                with closing(pages):
                     for page in self._pages(pages, "listings"):
                         self.totals_seen.add(page.total)
                         self.progress.total("listings", page.total)
