@@ -32,6 +32,7 @@ from pfsync_app.atlas import AtlasClient, records
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError
 from pfsync_app.checks import first_line
 from pfsync_app.conf import pfsync_settings
+from pfsync_app.exceptions import WriterBusy
 from pfsync_app.locking import LockBusy, writer_lock
 from pfsync_app.media import (
     PERMANENT_STATUSES,
@@ -731,7 +732,7 @@ class Repair:
                     try:
                         stack.enter_context(writer_lock("pf_repair"))
                     except LockBusy as exc:
-                        raise SyncAborted(str(exc)) from None
+                        raise WriterBusy(str(exc)) from None
             except SyncAborted as exc:
                 _record_abort("pf_repair", options, str(exc))
                 raise

@@ -30,7 +30,7 @@ from pfsync_app.atlas import AtlasClient, records
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError
 from pfsync_app.checks import check_host_schema, check_settings, first_line
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.exceptions import SyncAborted
+from pfsync_app.exceptions import SyncAborted, WriterBusy
 from pfsync_app.locking import LockBusy, writer_lock
 from pfsync_app.mapping import (
     PropertyValues,
@@ -217,7 +217,7 @@ class Sync:
                 try:
                     stack.enter_context(writer_lock("pf_sync"))
                 except LockBusy as exc:
-                    raise SyncAborted(str(exc)) from None
+                    raise WriterBusy(str(exc)) from None
             return self._run()
 
     def _run(self) -> SyncResult:

@@ -35,6 +35,7 @@ from django.utils.crypto import constant_time_compare
 from pfsync_app import writers
 from pfsync_app.atlas import AtlasClient, AtlasError
 from pfsync_app.conf import SETTINGS, pfsync_settings
+from pfsync_app.exceptions import WriterBusy
 from pfsync_app.mapping import map_user
 from pfsync_app.media import ImageDownloader
 from pfsync_app.models import Agent, ListingState, Property, SyncRun, WebhookEvent
@@ -369,10 +370,8 @@ def _listing_published(event: WebhookEvent, batch: _Batch) -> str:
                 recorder=recorder,
             )
             break
-        except SyncAborted as exc:
+        except WriterBusy as exc:
             text = str(exc)
-            if not text.startswith("another"):
-                raise
             delay = None if _scheduled_run_holds_the_lock() else next(delays, None)
             if delay is None:
                 raise _Deferred(f"waiting for the writer lock: {text}") from None

@@ -11,9 +11,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from pfsync_app import webhooks
+from pfsync_app.exceptions import WriterBusy
 from pfsync_app.models import Agent, Property, PropertyImage, ReportEntry, SyncRun, WebhookEvent
 from pfsync_app.sandbox import Sandbox, signature
-from pfsync_app.sync import SyncAborted
 
 SECRET = "processing-secret"
 URL = "/pf/webhook/"
@@ -162,7 +162,7 @@ def test_an_event_waits_while_the_writer_lock_is_held_without_counting_an_attemp
     db, client, sb, monkeypatch
 ):
     def busy(*args, **kwargs):
-        raise SyncAborted("another pf_sync is running (pid 4242, started 02:00)")
+        raise WriterBusy("another pf_sync is running (pid 4242, started 02:00)")
 
     monkeypatch.setattr(webhooks, "run_sync", busy)
     listing_id = sb.data.add_listing()
@@ -188,7 +188,7 @@ def test_a_listing_event_waits_briefly_for_another_events_sync_then_goes_through
     def busy_once(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise SyncAborted("another pf_sync is running (pid 4242, started 12:00)")
+            raise WriterBusy("another pf_sync is running (pid 4242, started 12:00)")
         return real_run_sync(*args, **kwargs)
 
     monkeypatch.setattr(webhooks, "run_sync", busy_once)
@@ -205,7 +205,7 @@ def test_a_listing_event_waits_briefly_for_another_events_sync_then_goes_through
 
 def test_an_event_does_not_wait_for_a_running_nightly_pf_sync(db, client, sb, monkeypatch):
     def busy(*args, **kwargs):
-        raise SyncAborted("another pf_sync is running (pid 4242, started 02:00)")
+        raise WriterBusy("another pf_sync is running (pid 4242, started 02:00)")
 
     monkeypatch.setattr(webhooks, "run_sync", busy)
     SyncRun.objects.create(command="pf_sync", status="running", pid=4242, hostname="cron-host")
