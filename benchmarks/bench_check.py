@@ -134,7 +134,7 @@ def create_rows(rows: int, media_root: Path, verify: bool) -> dict[str, set[int]
 
 
 def run_check(verify: bool) -> dict:
-    from pfsync_app.imagecheck import check_images
+    from pfsync_app.jobs.check import check_images
 
     with PeakRss() as rss:
         started = time.perf_counter()

@@ -184,7 +184,7 @@ def child_main(config: dict[str, Any]) -> dict[str, Any]:
     from django.db.backends.signals import connection_created
 
     from pfsync_app.conf import pfsync_settings
-    from pfsync_app.sync import SyncOptions, run_sync
+    from pfsync_app.jobs.sync import SyncOptions, run_sync
 
     host_tables = [pfsync_settings.PFSYNC_TABLES[key] for key in TABLE_KEYS]
     counter = QueryCounter(host_tables)

@@ -25,7 +25,7 @@ case "$command" in
     scheduler)
         shift || true
         startup_checks
-        exec python -m pfsync_app.scheduler "$@"
+        exec python -m pfsync_app.management.scheduler "$@"
         ;;
     check)
         startup_checks

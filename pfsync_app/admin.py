@@ -19,7 +19,7 @@ from django.utils.http import urlencode
 from django.utils.text import Truncator
 
 from pfsync_app.models import Property, PropertyImage, ReportEntry, SyncRun, WebhookEvent
-from pfsync_app.reports import format_duration, local_datetime_text
+from pfsync_app.reports.summary import format_duration, local_datetime_text
 
 # Errors first, then warnings, then info (the level names sort otherwise).
 LEVEL_RANK = Case(

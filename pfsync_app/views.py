@@ -10,7 +10,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from pfsync_app import webhooks
+from pfsync_app.jobs import webhooks
 
 logger = logging.getLogger("pfsync.webhooks")
 

@@ -144,8 +144,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "run": {"()": "pfsync_app.logutils.RunContextFilter"},
-        "redact": {"()": "pfsync_app.logutils.RedactingFilter"},
+        "run": {"()": "pfsync_app.reports.logs.RunContextFilter"},
+        "redact": {"()": "pfsync_app.reports.logs.RedactingFilter"},
     },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [run %(run_id)s] %(message)s"},

@@ -32,11 +32,12 @@ from django.db.models import Count
 
 from pfsync_app.atlas import AtlasClient
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.media import TEMP_DIR_NAME
+from pfsync_app.jobs.pipeline import Progress
+from pfsync_app.jobs.sync import SyncOptions, SyncResult, run_sync
+from pfsync_app.media.files import TEMP_DIR_NAME
 from pfsync_app.models import Agent, Property, PropertyImage, ReportEntry, SyncRun
 from pfsync_app.sandbox import Sandbox
 from pfsync_app.sandbox.store import is_live
-from pfsync_app.sync import Progress, SyncOptions, SyncResult, run_sync
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SUMMARY_ENV = "PFSYNC_FAULT_SUMMARY"

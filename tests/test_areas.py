@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from pfsync_app import areas
-from pfsync_app.api import build_client
 from pfsync_app.atlas.errors import AtlasError
+from pfsync_app.jobs import areas
+from pfsync_app.jobs.clients import build_client
+from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import Area, ListingState, Property
 from pfsync_app.sandbox import Sandbox
-from pfsync_app.sync import SyncOptions, run_sync
 
 pytestmark = pytest.mark.django_db
 

@@ -13,10 +13,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from pfsync_app import areas
+from pfsync_app.jobs import areas
+from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import Area, Property
 from pfsync_app.sandbox import Sandbox
-from pfsync_app.sync import SyncOptions, run_sync
 
 pytestmark = pytest.mark.django_db
 PROJECT = Path(__file__).resolve().parents[1]

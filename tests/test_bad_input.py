@@ -15,9 +15,10 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import Agent, Property, ReportEntry, SyncRun
 from pfsync_app.sandbox import REMOVE
-from pfsync_app.sync import SyncAborted, SyncOptions, run_sync
 from tests.faultkit import PROJECT_DIR, FastClient, entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -201,7 +202,7 @@ def test_a_settings_mistake_is_caught_by_the_system_checks_before_pf_sync_starts
 def test_a_new_agent_whose_usual_usernames_are_taken_still_gets_a_unique_one():
     from pfsync_app.mapping import UserValues
     from pfsync_app.models import Agent
-    from pfsync_app.writers import save_user
+    from pfsync_app.writers.users import save_user
 
     for username in ("layla", "layla-pf77"):
         Agent.objects.create(username=username, password="!", email=f"{username}@other.example")

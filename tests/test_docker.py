@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pfsync_app.scheduler import next_run
+from pfsync_app.management.scheduler import next_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -72,7 +72,7 @@ def test_the_install_step_builds_a_working_environment(tmp_path):
         [
             str(venv / "bin/python"),
             "-c",
-            "import pfsync_app.atlas, pfsync_app.scheduler, apscheduler, storages, tqdm",
+            "import pfsync_app.atlas, pfsync_app.management.scheduler, apscheduler, storages, tqdm",
         ],
         clean_env(tmp_path),
     )
@@ -129,7 +129,14 @@ def test_the_scheduler_fires_daily_at_midnight_tashkent():
 
 def test_the_scheduler_refuses_a_bad_schedule_with_one_sentence():
     result = run(
-        [sys.executable, "-m", "pfsync_app.scheduler", "--schedule", "every night", "--print-next"],
+        [
+            sys.executable,
+            "-m",
+            "pfsync_app.management.scheduler",
+            "--schedule",
+            "every night",
+            "--print-next",
+        ],
         os.environ.copy(),
     )
     assert result.returncode != 0

@@ -12,8 +12,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from pfsync_app.exceptions import SyncAborted
 from pfsync_app.models import Property, SyncRun
-from pfsync_app.sync import SyncAborted
 from tests.faultkit import OnFirstPage, Scenario, entries, messages
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.fault_scenario]

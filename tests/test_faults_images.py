@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from pfsync_app.media import TEMP_DIR_NAME
+from pfsync_app.jobs.sync import SyncOptions
+from pfsync_app.media.files import TEMP_DIR_NAME
 from pfsync_app.models import Property, PropertyImage
-from pfsync_app.sync import SyncOptions
 from tests.faultkit import FillingDiskStorage, Scenario, entries, media_root, stray_files
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.fault_scenario]

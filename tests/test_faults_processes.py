@@ -18,9 +18,10 @@ from django.db import connection
 from django.db.backends import utils as backend_utils
 from django.db.utils import OperationalError
 
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import Property, PropertyImage, SyncRun
 from pfsync_app.sandbox import Sandbox
-from pfsync_app.sync import SyncAborted, SyncOptions, run_sync
 from tests.faultkit import (
     SMALL,
     OnFirstPage,

@@ -1,4 +1,4 @@
-"""pfsync_app.imagecheck: finding missing, empty and corrupt image files, without a command line."""
+"""pfsync_app.jobs.check: finding missing, empty and corrupt image files, without a command line."""
 
 from __future__ import annotations
 
@@ -13,13 +13,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from pfsync_app import imagecheck
-from pfsync_app.imagecheck import (
-    StoredFiles,
-    UnknownProperty,
-    check_images,
-    find_missing_images,
-)
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.jobs.check import UnknownProperty, check_images, find_missing_images
+from pfsync_app.media import files as stored_files
+from pfsync_app.media.files import StoredFiles
 from pfsync_app.models import (
     Agent,
     Area,
@@ -29,7 +26,6 @@ from pfsync_app.models import (
     ReportEntry,
     SyncRun,
 )
-from pfsync_app.sync import SyncAborted
 
 pytestmark = pytest.mark.django_db
 
@@ -115,7 +111,7 @@ def test_the_filesystem_is_scanned_once_per_folder_and_never_asked_file_by_file(
         scanned.append(os.path.basename(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(imagecheck.os, "scandir", counting_scandir)
+    monkeypatch.setattr(stored_files.os, "scandir", counting_scandir)
     prop = rows["present"].property
     for position in range(10, 30):
         make_image(prop, f"property_images/more-{position}.jpg", position)
@@ -221,7 +217,7 @@ def test_a_folder_that_cannot_be_read_stops_the_check_instead_of_calling_everyth
     def refuse(path):
         raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr(imagecheck.os, "scandir", refuse)
+    monkeypatch.setattr(stored_files.os, "scandir", refuse)
 
     with pytest.raises(SyncAborted, match=r"cannot list storage folder '.+': Permission denied"):
         find_missing_images()
@@ -312,7 +308,7 @@ def test_check_with_nothing_missing_exits_0_and_says_so():
 
 
 def test_check_does_not_wait_for_the_writer_lock(rows):
-    from pfsync_app.locking import writer_lock
+    from pfsync_app.writers.lock import writer_lock
 
     with writer_lock("pf_sync"):
         assert check_images().exit_code == 1

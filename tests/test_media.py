@@ -21,13 +21,8 @@ import pytest
 import requests
 from django.core.files.storage import FileSystemStorage, InMemoryStorage
 
-from pfsync_app.media import (
-    TEMP_DIR_NAME,
-    ImageDownloader,
-    ImageDownloadError,
-    download_image,
-    verify_stored,
-)
+from pfsync_app.media.download import ImageDownloader, ImageDownloadError, download_image
+from pfsync_app.media.files import TEMP_DIR_NAME, verify_stored
 
 
 def make_png(width=3, height=2):

@@ -13,13 +13,13 @@ import pytest
 import requests
 from django.core.files.storage import InMemoryStorage
 
-from pfsync_app.media import (
+from pfsync_app.media.download import (
     ImageDownloader,
     ImageDownloadError,
     check_url,
-    safe_url,
     sniff_image_type,
 )
+from pfsync_app.media.policy import safe_url
 
 PUBLIC = "93.184.216.34"
 

@@ -15,8 +15,8 @@ from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import ImageFile, PropertyImage, SyncRun
-from pfsync_app.sync import SyncOptions, run_sync
 
 pytestmark = pytest.mark.django_db
 

@@ -14,9 +14,10 @@ from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from pfsync_app.imagecheck import RepairOptions, check_images, repair_images
-from pfsync_app.locking import ADVISORY_KEY, LOCK_NAME
+from pfsync_app.jobs.check import check_images
+from pfsync_app.jobs.repair import RepairOptions, repair_images
 from pfsync_app.models import ImageFile, PropertyImage, ReportEntry, RunLock, SyncRun
+from pfsync_app.writers.lock import ADVISORY_KEY, LOCK_NAME
 from tests.test_pf_check import alter, empty, image_rows, lose, run_command, synced
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from pfsync_app.sync import prefetch
+from pfsync_app.jobs.pipeline import prefetch
 
 
 def test_items_arrive_in_order_and_fetching_starts_before_the_first_is_taken():

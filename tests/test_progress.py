@@ -3,8 +3,8 @@
 import io
 import re
 
-from pfsync_app.progress import LogProgress, TerminalProgress, progress_for
-from pfsync_app.sync import Progress
+from pfsync_app.jobs.pipeline import Progress
+from pfsync_app.management.progress import LogProgress, TerminalProgress, progress_for
 
 
 class Terminal(io.StringIO):

@@ -16,15 +16,10 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from pfsync_app.models import ReportEntry, SyncRun
-from pfsync_app.reports import (
-    RunRecorder,
-    append_report_line,
-    daily_summary,
-    format_duration,
-    mark_interrupted_runs,
-    redact,
-    report_file_header,
-)
+from pfsync_app.reports.logs import redact
+from pfsync_app.reports.recorder import RunRecorder, mark_interrupted_runs
+from pfsync_app.reports.report_file import append_report_line, report_file_header
+from pfsync_app.reports.summary import daily_summary, format_duration
 
 pytestmark = pytest.mark.django_db
 
@@ -532,7 +527,7 @@ def test_pf_report_refuses_a_bad_days_value_with_one_sentence(value, message):
 def test_log_lines_during_a_run_name_the_run_also_from_worker_threads(caplog):
     import logging
 
-    from pfsync_app.logutils import RunContextFilter
+    from pfsync_app.reports.logs import RunContextFilter
 
     caplog.set_level(logging.INFO, logger="pfsync")
     caplog.handler.addFilter(RunContextFilter())

@@ -17,9 +17,10 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 from storages.backends.s3 import S3Storage
 
-from pfsync_app.imagecheck import StoredFiles
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.jobs.sync import SyncOptions, run_sync
+from pfsync_app.media.files import StoredFiles
 from pfsync_app.models import ImageFile, PropertyImage, SyncRun
-from pfsync_app.sync import SyncAborted, SyncOptions, run_sync
 
 pytestmark = pytest.mark.django_db
 

@@ -12,11 +12,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from pfsync_app.logutils import redact_text
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import Agent, Property, PropertyImage, ReportEntry, SyncRun
-from pfsync_app.reports import redact
+from pfsync_app.reports.logs import redact, redact_text
 from pfsync_app.sandbox import Sandbox
-from pfsync_app.sync import SyncAborted, SyncOptions, run_sync
 from tests.faultkit import SMALL, FastClient, OnFirstPage, entries, media_root
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,6 +13,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils.dateparse import parse_datetime
 
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import (
     Agent,
     Area,
@@ -23,7 +25,6 @@ from pfsync_app.models import (
     ReportEntry,
     SyncRun,
 )
-from pfsync_app.sync import SyncAborted, SyncOptions, run_sync
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -363,9 +364,9 @@ def test_files_are_removed_when_saving_a_listing_fails_unexpectedly(sandbox_sett
     import os
     from unittest import mock
 
-    from pfsync_app import writers
+    from pfsync_app.jobs import sync
 
-    failing = mock.patch.object(writers, "save_listing", side_effect=RuntimeError("boom"))
+    failing = mock.patch.object(sync, "save_listing", side_effect=RuntimeError("boom"))
     with failing, pytest.raises(RuntimeError):
         run_sync(SyncOptions())
     files = [name for _, _, names in os.walk(settings.MEDIA_ROOT) for name in names]
@@ -373,9 +374,10 @@ def test_files_are_removed_when_saving_a_listing_fails_unexpectedly(sandbox_sett
 
 
 def test_a_deactivated_row_keeps_its_own_checksum_when_its_position_is_replaced(sandbox_settings):
-    from pfsync_app import writers
     from pfsync_app.mapping import ImageValues, PropertyValues
-    from pfsync_app.media import StoredImage
+    from pfsync_app.media.download import StoredImage
+    from pfsync_app.writers.images import plan_images
+    from pfsync_app.writers.listings import Lookups, save_listing
 
     run_sync(SyncOptions())
     pid = next(
@@ -394,12 +396,12 @@ def test_a_deactivated_row_keeps_its_own_checksum_when_its_position_is_replaced(
         assigned_to_id=None,
         images=[ImageValues(y.position, x.source_url, 10, 10)],
     )
-    plan = writers.plan_images(values.images, [x, y], default_storage.exists)
+    plan = plan_images(values.images, [x, y], default_storage.exists)
     assert plan.replace and plan.deactivate == [y]
     new = StoredImage(
         name="property_images/new.jpg", size=3, sha256="ab" * 32, content_type="image/jpeg"
     )
-    writers.save_listing(values, prop, plan, {y.position: new}, writers.Lookups(), fingerprint="")
+    save_listing(values, prop, plan, {y.position: new}, Lookups(), fingerprint="")
     assert ImageFile.objects.get(image_id=x.pk).name == "property_images/new.jpg"
     y_after = ImageFile.objects.get(image_id=y.pk)
     assert (y_after.name, y_after.sha256) == (y_before.name, y_before.sha256)

@@ -13,7 +13,7 @@ from django.db import OperationalError
 from django.test import Client
 from django.urls import reverse
 
-from pfsync_app import webhooks
+from pfsync_app.jobs import webhooks
 from pfsync_app.models import ReportEntry, SyncRun, WebhookEvent
 
 SECRET = "wh-secret-0123456789abcdef"

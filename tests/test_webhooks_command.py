@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from pfsync_app.jobs.webhooks import EVENT_TYPES
 from pfsync_app.sandbox import Sandbox
-from pfsync_app.webhooks import EVENT_TYPES
 
 SECRET = "command-secret"
 HOOK = "http://127.0.0.1:8000/pf/webhook/"

@@ -12,7 +12,7 @@ import pytest
 import requests
 from django.core.management import call_command
 
-from pfsync_app import webhooks
+from pfsync_app.jobs import webhooks
 from pfsync_app.models import Agent, Property, PropertyImage, WebhookEvent
 from pfsync_app.sandbox import Sandbox, signature
 

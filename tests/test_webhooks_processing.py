@@ -10,8 +10,8 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from pfsync_app import webhooks
 from pfsync_app.exceptions import WriterBusy
+from pfsync_app.jobs import webhooks
 from pfsync_app.models import Agent, Property, PropertyImage, ReportEntry, SyncRun, WebhookEvent
 from pfsync_app.sandbox import Sandbox, signature
 

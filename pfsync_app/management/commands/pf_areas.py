@@ -9,9 +9,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pfsync_app import areas
-from pfsync_app.api import build_client
 from pfsync_app.atlas.errors import AtlasError
+from pfsync_app.jobs import areas
+from pfsync_app.jobs.clients import build_client
 
 
 class Command(BaseCommand):
@@ -169,7 +169,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS("Every host area already links a location."))
             return
         for proposal in proposals:
-            self.stdout.write(self._describe(proposal, options["verbosity"]))
+            self.stdout.write(self.describe(proposal, options["verbosity"]))
         matches = [p for p in proposals if p.status == areas.MATCH]
         if not options["apply"]:
             self.stdout.write(
@@ -183,7 +183,7 @@ class Command(BaseCommand):
             self.style.SUCCESS(f"Linked {len(done)} area(s); {filled} propert(ies) got their area.")
         )
 
-    def _describe(self, proposal: areas.Proposal, verbosity: int) -> str:
+    def describe(self, proposal: areas.Proposal, verbosity: int) -> str:
         who = f"area {proposal.area_id} '{proposal.area_name}'"
         status = proposal.status
         if status == areas.MATCH:

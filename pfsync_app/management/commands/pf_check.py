@@ -7,8 +7,8 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pfsync_app.imagecheck import MISSING, CheckResult, check_images, find_unreferenced_files
-from pfsync_app.sync import SyncAborted
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.jobs.check import MISSING, CheckResult, check_images, find_unreferenced_files
 
 
 def plural(count: int, word: str) -> str:

@@ -8,9 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pfsync_app.cli import positive_int
-from pfsync_app.imagecheck import (
-    MissingImage,
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.jobs.check import MissingImage
+from pfsync_app.jobs.repair import (
     RepairedImage,
     RepairEvents,
     RepairFailure,
@@ -18,7 +18,7 @@ from pfsync_app.imagecheck import (
     RepairResult,
     repair_images,
 )
-from pfsync_app.sync import SyncAborted
+from pfsync_app.management.options import positive_int
 
 
 class PrintedEvents(RepairEvents):

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pfsync_app.reports import daily_summary, summary_json, summary_table
+from pfsync_app.reports.summary import daily_summary, summary_json, summary_table
 
 MAX_DAYS = 3650
 

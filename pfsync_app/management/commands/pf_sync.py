@@ -7,9 +7,10 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pfsync_app.cli import positive_int
-from pfsync_app.progress import progress_for
-from pfsync_app.sync import SyncAborted, SyncOptions, SyncResult, run_sync
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.jobs.sync import SyncOptions, SyncResult, run_sync
+from pfsync_app.management.options import positive_int
+from pfsync_app.management.progress import progress_for
 
 SUMMARY = (
     ("properties_created", "Properties created"),
@@ -89,7 +90,7 @@ class Command(BaseCommand):
         webhooks = None
         if not sync_options.dry_run and not sync_options.listing_ids:
             # Events that failed earlier (or waited for this run's lock) are retried now.
-            from pfsync_app.webhooks import process_pending
+            from pfsync_app.jobs.webhooks import process_pending
 
             try:
                 webhooks = process_pending()

@@ -9,9 +9,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import URLValidator
 
 from pfsync_app.atlas import AtlasClient, AtlasError
-from pfsync_app.cli import positive_int
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.webhooks import EVENT_TYPES, process_pending
+from pfsync_app.jobs.webhooks import EVENT_TYPES, process_pending
+from pfsync_app.management.options import positive_int
 
 
 class Command(BaseCommand):
@@ -51,7 +51,7 @@ class Command(BaseCommand):
         if action == "process":
             self.process_events(options["limit"])
             return
-        from pfsync_app.api import build_client
+        from pfsync_app.jobs.clients import build_client
 
         try:
             client = build_client()

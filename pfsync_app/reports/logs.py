@@ -1,12 +1,18 @@
-"""Logging helpers: the current run's id on every record, and secrets kept out of logs."""
+"""Log lines and stored messages: the run id on every line, and secrets kept out.
+
+``redact`` is the one redaction for logs, report entries and run messages.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 from contextvars import ContextVar
+from typing import Any
 
 current_run_id: ContextVar[int | None] = ContextVar("pfsync_run_id", default=None)
+
+
 # Worker threads (image downloads) do not inherit context variables: they fall back
 # to the run the process is recording.
 _process_run_id: int | None = None
@@ -21,15 +27,22 @@ def set_current_run(run_id: int | None) -> None:
 
 MASK = "***"
 
+
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*")
+
+
 # The password of a URL's user info: postgres://user:PASSWORD@host/db.
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^:/@\s]*:)([^@\s/]+)(@)")
+
+
 # A field named like a secret and its value: password=..., "accessToken": "...",
 # api_secret: ..., PGPASSWORD=..., X-Webhook-Secret: ... (a prefix such as "api_" may precede).
 _SECRET_FIELD = re.compile(
     r"(?i)(\b[\w-]*?(?:password|passwd|pwd|secret|token)[\"']?\s*[=:]\s*)"
     r"(\"[^\"]*\"|'[^']*'|[^\s&;,'\"}]+)"
 )
+
+
 # Shorter configured values are not masked on their own: "pf" would eat every "pfsync".
 _MIN_SECRET_CHARS = 4
 
@@ -91,3 +104,21 @@ class RedactingFilter(logging.Filter):
             record.msg = cleaned
             record.args = None
         return True
+
+
+REDACTED = "[redacted]"
+
+
+def redact(text: Any) -> str:
+    """``text`` without the configured secrets, bearer tokens and passwords (see logutils)."""
+    result = "" if text is None else str(text)
+    if not result:
+        return result
+    return redact_text(result, configured_secrets(), mask=REDACTED)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one redacted line: its type and the first line of its text."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return redact(text)

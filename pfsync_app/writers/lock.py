@@ -16,16 +16,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    IntegrityError,
+    connections,
+    transaction,
+)
 from django.utils import timezone
 
 from pfsync_app.checks import first_line
 from pfsync_app.models import RunLock
-from pfsync_app.reports import process_is_alive
 
 logger = logging.getLogger("pfsync.locking")
 
+
 LOCK_NAME = "pfsync-writer"
+
+
 # An arbitrary constant: the 64-bit key of pfsync's advisory lock.
 ADVISORY_KEY = 0x7066_7379_6E63
 
@@ -106,3 +114,20 @@ def _claim_row(me: dict, *, check_holder: bool) -> None:
 
 def _release_row(me: dict) -> None:
     RunLock.objects.filter(name=LOCK_NAME, pid=me["pid"]).update(pid=0, command="")
+
+
+def process_is_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists on this host (one we may not signal counts)."""
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True

@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from pfsync_app.atlas import records
 from pfsync_app.checks import first_line
-from pfsync_app.locking import LockBusy, writer_lock
 from pfsync_app.models import Area, ListingState, Property
+from pfsync_app.writers.lock import LockBusy, writer_lock
 
 MIN_SEARCH_CHARS = 2
 AREA_NAME_MAX = Area._meta.get_field("name").max_length

@@ -2,60 +2,42 @@
 
 ``RunRecorder`` owns one run: worker threads add counters and report entries to
 it in memory, the thread that started it writes them to the database in bulk
-(``checkpoint()``, ``finish()``). The same module writes the old service's daily
-report file, sums runs per day for ``pf_report`` and redacts secrets from every
-message it stores.
+(``checkpoint()``, ``finish()``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
 import socket
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from pfsync_app.checks import first_line
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import SyncAborted
-from pfsync_app.logutils import configured_secrets, redact_text, set_current_run
 from pfsync_app.models import ReportEntry, SyncRun
-
-try:  # POSIX only; elsewhere O_APPEND alone keeps concurrent lines whole.
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from pfsync_app.reports.logs import (
+    one_line,
+    redact,
+    set_current_run,
+)
+from pfsync_app.reports.report_file import write_report_line
+from pfsync_app.writers.lock import process_is_alive
 
 logger = logging.getLogger(__name__)
 
-REDACTED = "[redacted]"
 
 # Commands that hold the one-at-a-time lock: a running row of theirs is dead when we hold it.
 LOCKED_COMMANDS = (SyncRun.Command.SYNC, SyncRun.Command.REPAIR)
 
-# (header, SyncRun attribute) of the old service's daily report file, in order.
-REPORT_FILE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("Date", "started_at"),
-    ("Properties Created", "properties_created"),
-    ("Properties Updated", "properties_updated"),
-    ("Images Downloaded", "images_downloaded"),
-    ("Users Created", "users_created"),
-    ("Users Updated", "users_updated"),
-    ("Errors", "errors"),
-)
-REPORT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
-REPORT_DATE_WIDTH = len("2026-01-19 00:00:00")
 
 # Longest stored texts; longer ones are cut rather than failing a whole bulk insert.
 _FIELD_LIMITS = {
@@ -63,74 +45,9 @@ _FIELD_LIMITS = {
     "pf_id": ReportEntry._meta.get_field("pf_id").max_length,
     "object_type": ReportEntry._meta.get_field("object_type").max_length,
 }
+
+
 MAX_MESSAGE_CHARS = 10_000
-
-# ---------------------------------------------------------------------------
-# Redaction
-# ---------------------------------------------------------------------------
-
-
-def redact(text: Any) -> str:
-    """``text`` without the configured secrets, bearer tokens and passwords (see logutils)."""
-    result = "" if text is None else str(text)
-    if not result:
-        return result
-    return redact_text(result, configured_secrets(), mask=REDACTED)
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one redacted line: its type and the first line of its text."""
-    lines = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return redact(text)
-
-
-# ---------------------------------------------------------------------------
-# Small display helpers shared by the admin and the commands
-# ---------------------------------------------------------------------------
-
-
-def local_datetime_text(value: dt.datetime | None) -> str:
-    """``value`` in the configured TIME_ZONE as ``YYYY-mm-dd HH:MM:SS`` ("" for None)."""
-    if value is None:
-        return ""
-    return timezone.localtime(value, timezone.get_default_timezone()).strftime(REPORT_DATE_FORMAT)
-
-
-def format_duration(value: dt.timedelta | None) -> str:
-    """A duration for people: "45 s", "3 min 12 s", "2 h 5 min 0 s"."""
-    if value is None:
-        return ""
-    total = max(0, round(value.total_seconds()))
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min {seconds} s"
-    if minutes:
-        return f"{minutes} min {seconds} s"
-    return f"{seconds} s"
-
-
-# ---------------------------------------------------------------------------
-# Dead runs
-# ---------------------------------------------------------------------------
-
-
-def process_is_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists on this host (one we may not signal counts)."""
-    if pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def mark_interrupted_runs(*, holding_lock: bool = False) -> int:
@@ -166,11 +83,6 @@ def mark_interrupted_runs(*, holding_lock: bool = False) -> int:
 def _text(value: object) -> str:
     """Text fit for any database: PostgreSQL refuses NUL characters, which API data may echo."""
     return str(value or "").replace("\x00", "")
-
-
-# ---------------------------------------------------------------------------
-# The recorder
-# ---------------------------------------------------------------------------
 
 
 class RunRecorder:
@@ -317,7 +229,7 @@ class RunRecorder:
             setattr(run, name, value)
         run.status = status or _status_for(run.errors)
         if self.report_file:
-            problem = _write_report_line(run, None)
+            problem = write_report_line(run, None)
             if problem:
                 # About the run itself, like the drop note: kept even past the bound.
                 self.count("errors")
@@ -408,184 +320,6 @@ def _status_for(errors: int) -> str:
 def _json_safe(options: dict[str, Any]) -> dict[str, Any]:
     """Options as stored JSON: paths, dates and the like become strings."""
     return json.loads(json.dumps(options, default=str))
-
-
-# ---------------------------------------------------------------------------
-# The daily report file
-# ---------------------------------------------------------------------------
-
-
-def report_file_header() -> str:
-    """The report file's header line (without the newline)."""
-    names = [name for name, _ in REPORT_FILE_COLUMNS]
-    widths = _report_widths()
-    return " | ".join(name.ljust(width) for name, width in zip(names, widths, strict=True))
-
-
-def report_file_line(run: SyncRun) -> str:
-    """One run as a report file line, each value padded to its header column (no newline)."""
-    values = []
-    for _, attribute in REPORT_FILE_COLUMNS:
-        value = getattr(run, attribute)
-        values.append(local_datetime_text(value) if isinstance(value, dt.datetime) else str(value))
-    line = " | ".join(
-        value.ljust(width) for value, width in zip(values, _report_widths(), strict=True)
-    )
-    return line.rstrip()
-
-
-def _report_widths() -> list[int]:
-    return [
-        max(len(name), REPORT_DATE_WIDTH if attribute == "started_at" else 0)
-        for name, attribute in REPORT_FILE_COLUMNS
-    ]
-
-
-def _write_report_line(run: SyncRun, path: str | os.PathLike[str] | None) -> str | None:
-    """Append the run's line (and the header on a new file); return the problem, if any."""
-    target = path if path is not None else pfsync_settings.REPORT_FILE
-    if not target:
-        return None
-    target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # so two new-file runs write one header
-            text = report_file_line(run) + "\n"
-            if os.fstat(fd).st_size == 0:
-                text = report_file_header() + "\n" + text
-            os.write(fd, text.encode("utf-8"))
-        finally:
-            os.close(fd)  # closing releases the flock
-    except OSError as exc:
-        return redact(f"report file {target}: {exc.strerror or exc}")
-    return None
-
-
-def append_report_line(run: SyncRun, path: str | os.PathLike[str] | None = None) -> None:
-    """Append ``run``'s line to REPORT_FILE (or ``path``); a write failure becomes an error entry.
-
-    The run is already saved here, so a failure is recorded straight in the
-    database: an error entry, one more error, and finished_with_errors instead
-    of succeeded. ``RunRecorder.finish`` does this itself for pf_sync runs.
-    """
-    problem = _write_report_line(run, path)
-    if not problem:
-        return
-    ReportEntry.objects.create(
-        run=run, level=ReportEntry.Level.ERROR, action="report_file", message=problem
-    )
-    SyncRun.objects.filter(pk=run.pk).update(errors=F("errors") + 1)
-    SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.SUCCEEDED).update(
-        status=SyncRun.Status.FINISHED_WITH_ERRORS
-    )
-    run.refresh_from_db(fields=["errors", "status"])
-
-
-# ---------------------------------------------------------------------------
-# Per-day summaries
-# ---------------------------------------------------------------------------
-
-SUMMARY_COUNTERS = SyncRun.COUNTERS
-
-
-def daily_summary(days: int = 7) -> list[dict[str, Any]]:
-    """pf_sync totals per day (TIME_ZONE days), newest first, including days without runs.
-
-    Each dict: ``date`` (a ``datetime.date``), ``runs``, ``failed_runs``,
-    ``interrupted_runs`` and every counter of SyncRun.COUNTERS. Dry runs are left out.
-    """
-    if days < 1:
-        raise ValueError(f"days must be at least 1, got {days}.")
-    tz = timezone.get_default_timezone()
-    today = timezone.localtime(timezone.now(), tz).date()
-    first = today - dt.timedelta(days=days - 1)
-    since = timezone.make_aware(dt.datetime.combine(first, dt.time.min), tz)
-    rows = (
-        SyncRun.objects.filter(command=SyncRun.Command.SYNC, started_at__gte=since)
-        # A missing key is NULL in SQL, so "not a dry run" is spelt out rather than excluded.
-        .filter(~Q(options__has_key="dry_run") | Q(options__dry_run=False))
-        .annotate(day=TruncDate("started_at", tzinfo=tz))
-        .values("day")
-        .annotate(
-            runs=Count("id"),
-            failed_runs=Count("id", filter=Q(status=SyncRun.Status.FAILED)),
-            interrupted_runs=Count("id", filter=Q(status=SyncRun.Status.INTERRUPTED)),
-            **{name: Sum(name) for name in SUMMARY_COUNTERS},
-        )
-        .order_by()
-    )
-    by_day = {row["day"]: row for row in rows}
-    summary = []
-    for offset in range(days):
-        day = today - dt.timedelta(days=offset)
-        row = by_day.get(day, {})
-        item: dict[str, Any] = {"date": day}
-        for key in ("runs", "failed_runs", "interrupted_runs", *SUMMARY_COUNTERS):
-            item[key] = int(row.get(key) or 0)
-        summary.append(item)
-    return summary
-
-
-# (header, key) of the pf_report table.
-SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("Date", "date"),
-    ("Runs", "runs"),
-    ("Failed Runs", "failed_runs"),
-    ("Properties Created", "properties_created"),
-    ("Properties Updated", "properties_updated"),
-    ("Unpublished", "properties_unpublished"),
-    ("Images Downloaded", "images_downloaded"),
-    ("Images Failed", "images_failed"),
-    ("Users Created", "users_created"),
-    ("Users Updated", "users_updated"),
-    ("Errors", "errors"),
-)
-
-
-def summary_table(summary: Iterable[dict[str, Any]]) -> list[str]:
-    """Lines of a table of ``daily_summary()`` rows, columns aligned under the header."""
-    rows = [
-        [str(item[key]) if key != "date" else item[key].isoformat() for _, key in SUMMARY_COLUMNS]
-        for item in summary
-    ]
-    headers = [name for name, _ in SUMMARY_COLUMNS]
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    return lines
-
-
-def summary_json(summary: Iterable[dict[str, Any]]) -> str:
-    """``daily_summary()`` rows as JSON (dates as YYYY-mm-dd)."""
-    return json.dumps([{**item, "date": item["date"].isoformat()} for item in summary], indent=2)
-
-
-__all__ = [
-    "RunRecorder",
-    "append_report_line",
-    "daily_summary",
-    "fail_run",
-    "format_duration",
-    "local_datetime_text",
-    "mark_interrupted_runs",
-    "one_line",
-    "process_is_alive",
-    "recording_outcome",
-    "redact",
-    "report_file_header",
-    "report_file_line",
-    "summary_json",
-    "summary_table",
-]
-
-
-# ---------------------------------------------------------------------------
-# Ending a run that raised
-# ---------------------------------------------------------------------------
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pfsync_app.atlas import AtlasClient
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.media import ImageDownloader
+from pfsync_app.media.download import ImageDownloader
 
 
 def build_client(concurrency: int | None = None) -> AtlasClient:

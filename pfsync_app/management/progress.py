@@ -7,7 +7,7 @@ from typing import IO
 
 from django.utils import timezone
 
-from pfsync_app.sync import Progress
+from pfsync_app.jobs.pipeline import Progress
 
 
 class TerminalProgress(Progress):

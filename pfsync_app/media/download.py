@@ -1,9 +1,9 @@
-"""Image downloads: URL policy, retries, a total deadline, validation and storage.
+"""Image downloads: retries, a total deadline, validation, and saving into storage.
 
-Media knows URLs, HTTP and Django's storage API, nothing of listings or the ORM.
 A download either leaves one complete, validated image in storage under a new
 name ``<PF_IMAGE_UPLOAD_DIR>/<uuid4 hex>.<ext>`` (the extension sniffed from the
-bytes) or raises ``ImageDownloadError`` and leaves nothing behind.
+bytes) or raises ``ImageDownloadError`` and leaves nothing behind. Media knows
+URLs, HTTP and Django's storage API, nothing of listings or the ORM.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http
-import ipaddress
 import logging
 import os
 import socket
@@ -22,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import requests
 import urllib3
@@ -33,15 +32,23 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 import pfsync_app
 from pfsync_app.conf import pfsync_settings
+from pfsync_app.media.files import CHUNK_SIZE, TEMP_DIR_NAME
+from pfsync_app.media.policy import (
+    AttemptFailed,
+    error_causes,
+    os_error_text,
+    require_allowed_url,
+    safe_url,
+)
 
 logger = logging.getLogger("pfsync.media")
 
+
 USER_AGENT = f"pfsync/{pfsync_app.__version__}"
+
+
 MAX_REDIRECTS = 5
-CHUNK_SIZE = 64 * 1024
-# Temporary downloads live inside a FileSystemStorage's own folder so the final
-# move into place is a rename on the same filesystem: atomic.
-TEMP_DIR_NAME = ".pfsync-tmp"
+
 
 REASONS = frozenset(
     {
@@ -55,16 +62,20 @@ REASONS = frozenset(
         "storage",
     }
 )
+
+
 PERMANENT_STATUSES = frozenset({403, 404, 410})
+
+
 PERMANENT_REASONS = frozenset({"blocked_url", "not_an_image", "too_large"})
+
+
 TRANSIENT_REASONS = frozenset({"timeout", "connection", "truncated"})
 
-# Cloud metadata endpoints are refused by name as well, whatever else they are.
-METADATA_ADDRESSES = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-)
 
 IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}
+
+
 SNIFF_BYTES = 12
 
 
@@ -96,16 +107,6 @@ class ImageDownloadError(Exception):
         return (type(self), (self.url, self.reason, self.message, self.status))
 
 
-class _AttemptFailed(Exception):
-    """One attempt failed; download() turns it into an ImageDownloadError naming the URL."""
-
-    def __init__(self, reason: str, cause: str, status: int | None = None) -> None:
-        super().__init__(cause)
-        self.reason = reason
-        self.cause = cause
-        self.status = status
-
-
 @dataclass(frozen=True)
 class StoredImage:
     """A downloaded image as saved in storage."""
@@ -114,20 +115,6 @@ class StoredImage:
     size: int
     sha256: str
     content_type: str
-
-
-def safe_url(url: str) -> str:
-    """``url`` without credentials, query string or fragment, fit for messages and logs."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return url.split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def sniff_image_type(head: bytes) -> str | None:
@@ -141,119 +128,6 @@ def sniff_image_type(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
     return None
-
-
-def _why_not_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why ``address`` is not a public internet address, or None when it is."""
-    if address in METADATA_ADDRESSES:
-        return "a cloud metadata address"
-    if isinstance(address, ipaddress.IPv6Address):
-        # An IPv6 address can carry an IPv4 one; judge the one that would be reached.
-        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
-        if embedded is not None:
-            return _why_not_public(embedded)
-    checks = (
-        ("is_loopback", "a loopback address"),
-        ("is_link_local", "a link-local address"),
-        ("is_multicast", "a multicast address"),
-        ("is_unspecified", "an unspecified address"),
-        ("is_reserved", "a reserved address"),
-        ("is_private", "a private address"),
-    )
-    for attribute, description in checks:
-        if getattr(address, attribute):
-            return description
-    if not address.is_global:
-        return "not a public address"
-    return None
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    """Every address ``host`` resolves to."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise _AttemptFailed("connection", f"cannot resolve host {host}: {_os_text(exc)}") from exc
-    return [str(info[4][0]).split("%", 1)[0] for info in infos]
-
-
-def check_url(url: str, *, allow_private_hosts: bool = False) -> None:
-    """Refuse ``url`` unless it is https on public addresses (any http(s) host if allowed)."""
-    try:
-        _check_url(url, allow_private_hosts)
-    except _AttemptFailed as exc:
-        raise _final_error(url, exc, attempts=0) from exc
-
-
-def _check_url(url: str, allow_private_hosts: bool) -> None:
-    """Raise _AttemptFailed("blocked_url") if policy refuses ``url``."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port
-    except ValueError as exc:
-        raise _AttemptFailed("blocked_url", f"not a valid URL ({exc})") from exc
-    allowed_schemes = ("http", "https") if allow_private_hosts else ("https",)
-    if parts.scheme not in allowed_schemes:
-        raise _AttemptFailed(
-            "blocked_url",
-            f"scheme {parts.scheme or '(none)'!r} is not {' or '.join(allowed_schemes)}",
-        )
-    if not host:
-        raise _AttemptFailed("blocked_url", "the URL has no host")
-    if allow_private_hosts:
-        return
-    # requests resolves the name again to connect; a DNS server answering
-    # differently within that moment is not covered (pinning the checked address
-    # would defeat TLS host-name checks), but the common cases are.
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        addresses = _resolve(host, port or 443)
-    else:
-        addresses = [host]
-    if not addresses:
-        raise _AttemptFailed("connection", f"host {host} resolves to no address")
-    for text in addresses:
-        why = _why_not_public(ipaddress.ip_address(text))
-        if why is not None:
-            shown = host if text == host else f"{host} ({text})"
-            raise _AttemptFailed("blocked_url", f"{shown} is {why}")
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the errors it wraps (requests and urllib3 nest them in args and .reason)."""
-    found: list[BaseException] = []
-    pending: list[BaseException] = [exc]
-    while pending and len(found) < 20:
-        current = pending.pop(0)
-        if any(current is seen for seen in found):
-            continue
-        found.append(current)
-        nested = [*current.args[:1], getattr(current, "reason", None), current.__cause__]
-        pending.extend(item for item in nested if isinstance(item, BaseException))
-    return found
-
-
-def _os_text(exc: BaseException) -> str:
-    """A short description of a low-level error, without the URL requests' messages quote."""
-    for cause in _causes(exc):
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror
-    return type(exc).__name__
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def _final_error(url: str, failure: _AttemptFailed, attempts: int) -> ImageDownloadError:
-    """The error download() raises: one sentence naming the URL, the cause and the attempts."""
-    if failure.reason == "blocked_url" or attempts == 0:
-        message = f"image {safe_url(url)}: refused, {failure.cause}"
-    else:
-        message = f"image {safe_url(url)}: {failure.cause} after {_plural(attempts, 'attempt')}"
-    return ImageDownloadError(url, failure.reason, message, status=failure.status)
 
 
 def _status_text(response: requests.Response) -> str:
@@ -394,7 +268,7 @@ class ImageDownloader:
             stop=stop_after_attempt(self.max_retries),
             wait=wait_exponential(multiplier=self.retry_delay, exp_base=2),
             retry=retry_if_exception(
-                lambda exc: isinstance(exc, _AttemptFailed) and _retryable(exc.reason, exc.status)
+                lambda exc: isinstance(exc, AttemptFailed) and _retryable(exc.reason, exc.status)
             ),
             before_sleep=lambda state: self._log_retry(url, state),
             sleep=self.sleep,
@@ -402,7 +276,7 @@ class ImageDownloader:
         )
         try:
             return retrying(attempt)
-        except _AttemptFailed as exc:
+        except AttemptFailed as exc:
             error = _final_error(url, exc, attempts)
             logger.warning("%s", error.message)
             raise error from exc
@@ -430,7 +304,7 @@ class ImageDownloader:
     def _remaining(self, deadline: float) -> float:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise _AttemptFailed("timeout", self._timeout_text())
+            raise AttemptFailed("timeout", self._timeout_text())
         return remaining
 
     def _timeout_text(self) -> str:
@@ -441,10 +315,10 @@ class ImageDownloader:
         current = url
         for hop in range(MAX_REDIRECTS + 1):
             try:
-                _check_url(current, self.allow_private_hosts)
-            except _AttemptFailed as exc:
+                require_allowed_url(current, self.allow_private_hosts)
+            except AttemptFailed as exc:
                 if hop and exc.reason == "blocked_url":
-                    raise _AttemptFailed(
+                    raise AttemptFailed(
                         "blocked_url", f"it redirects to {safe_url(current)} and {exc.cause}"
                     ) from exc
                 raise
@@ -467,9 +341,11 @@ class ImageDownloader:
                     auth=_no_credentials,
                 )
             except requests.Timeout as exc:
-                raise _AttemptFailed("timeout", self._timeout_text()) from exc
+                raise AttemptFailed("timeout", self._timeout_text()) from exc
             except requests.RequestException as exc:
-                raise _AttemptFailed("connection", f"connection failed: {_os_text(exc)}") from exc
+                raise AttemptFailed(
+                    "connection", f"connection failed: {os_error_text(exc)}"
+                ) from exc
             location = response.headers.get("Location")
             if response.is_redirect and location:
                 response.close()
@@ -477,11 +353,11 @@ class ImageDownloader:
                 continue
             if response.status_code != 200:
                 response.close()
-                raise _AttemptFailed(
+                raise AttemptFailed(
                     "http_status", _status_text(response), status=response.status_code
                 )
             return response
-        raise _AttemptFailed(
+        raise AttemptFailed(
             "http_status",
             f"more than {MAX_REDIRECTS} redirects",
             status=response.status_code,
@@ -491,12 +367,12 @@ class ImageDownloader:
         """Validate and stream the body into a temporary file, then save it to storage."""
         declared_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if not declared_type.startswith("image/"):
-            raise _AttemptFailed(
+            raise AttemptFailed(
                 "not_an_image", f"Content-Type {declared_type or '(none)'!r} is not an image"
             )
         expected = _content_length(response)
         if expected is not None and expected > self.max_bytes:
-            raise _AttemptFailed(
+            raise AttemptFailed(
                 "too_large", f"{expected} bytes is more than the {self.max_bytes} allowed"
             )
         temp, temp_path = self._temp_file()
@@ -533,7 +409,7 @@ class ImageDownloader:
             for chunk in response.iter_content(CHUNK_SIZE):
                 size += len(chunk)
                 if size > self.max_bytes:
-                    raise _AttemptFailed(
+                    raise AttemptFailed(
                         "too_large", f"body passed the {self.max_bytes} bytes allowed"
                     )
                 if len(head) < SNIFF_BYTES:
@@ -545,20 +421,20 @@ class ImageDownloader:
                 self._remaining(deadline)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             if watchdog.fired or time.monotonic() >= deadline or _is_read_timeout(exc):
-                raise _AttemptFailed("timeout", self._timeout_text()) from exc
+                raise AttemptFailed("timeout", self._timeout_text()) from exc
             if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-                raise _AttemptFailed("truncated", _short_body_text(expected)) from exc
-            raise _AttemptFailed("connection", f"connection failed: {_os_text(exc)}") from exc
+                raise AttemptFailed("truncated", _short_body_text(expected)) from exc
+            raise AttemptFailed("connection", f"connection failed: {os_error_text(exc)}") from exc
         if watchdog.fired:
-            raise _AttemptFailed("timeout", self._timeout_text())
+            raise AttemptFailed("timeout", self._timeout_text())
         if expected is not None and size != expected:
-            raise _AttemptFailed("truncated", _short_body_text(expected))
+            raise AttemptFailed("truncated", _short_body_text(expected))
         extension = _require_image(head)
         try:
             temp.flush()
         except OSError as exc:
-            raise _AttemptFailed(
-                "storage", f"cannot write temporary file: {_os_text(exc)}"
+            raise AttemptFailed(
+                "storage", f"cannot write temporary file: {os_error_text(exc)}"
             ) from exc
         return size, hasher.hexdigest(), extension
 
@@ -574,8 +450,8 @@ class ImageDownloader:
                 return temp, temp.name
             return tempfile.TemporaryFile(), None
         except OSError as exc:
-            raise _AttemptFailed(
-                "storage", f"cannot create a temporary file: {_os_text(exc)}"
+            raise AttemptFailed(
+                "storage", f"cannot create a temporary file: {os_error_text(exc)}"
             ) from exc
 
     def _save(self, temp: IO[bytes], temp_path: str | None, extension: str) -> str:
@@ -588,7 +464,7 @@ class ImageDownloader:
         try:
             return self.storage.save(name, content)
         except Exception as exc:
-            raise _AttemptFailed("storage", f"cannot save {name}: {_storage_text(exc)}") from exc
+            raise AttemptFailed("storage", f"cannot save {name}: {_storage_text(exc)}") from exc
 
 
 def _no_credentials(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -610,7 +486,7 @@ def _retryable(reason: str, status: int | None) -> bool:
 def _require_image(head: bytes) -> str:
     extension = sniff_image_type(head)
     if extension is None:
-        raise _AttemptFailed("not_an_image", "the content is not a JPEG, PNG, WebP or GIF image")
+        raise AttemptFailed("not_an_image", "the content is not a JPEG, PNG, WebP or GIF image")
     return extension
 
 
@@ -618,7 +494,9 @@ def _write(temp: IO[bytes], chunk: bytes) -> None:
     try:
         temp.write(chunk)
     except OSError as exc:
-        raise _AttemptFailed("storage", f"cannot write temporary file: {_os_text(exc)}") from exc
+        raise AttemptFailed(
+            "storage", f"cannot write temporary file: {os_error_text(exc)}"
+        ) from exc
 
 
 def _content_length(response: requests.Response) -> int | None:
@@ -643,7 +521,7 @@ def _short_body_text(expected: int | None) -> str:
 def _is_read_timeout(exc: BaseException) -> bool:
     """requests reports a read timeout while streaming as a ConnectionError; find it."""
     timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
-    return any(isinstance(cause, timeouts) for cause in _causes(exc))
+    return any(isinstance(cause, timeouts) for cause in error_causes(exc))
 
 
 def _storage_text(exc: BaseException) -> str:
@@ -657,52 +535,28 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
 
 
-def storage_write_problem(storage: Storage, upload_dir: str | None = None) -> str | None:
-    """Why images cannot be written to a filesystem storage, or None when they can.
-
-    A media folder that is read-only or on a full disk would otherwise fail every
-    download one by one; other storages are only known by trying.
-    """
-    if not isinstance(storage, FileSystemStorage):
-        return None
-    folder = os.path.join(storage.location, TEMP_DIR_NAME)
-    target = os.path.join(storage.location, upload_dir or pfsync_settings.PF_IMAGE_UPLOAD_DIR)
-    try:
-        os.makedirs(folder, exist_ok=True)
-        os.makedirs(target, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix="probe-", suffix=".part") as probe:
-            probe.write(b"pfsync")
-            probe.flush()
-            os.fsync(probe.fileno())
-    except OSError as exc:
-        return f"the media folder {storage.location} cannot be written: {_os_text(exc)}"
-    return None
-
-
 def download_image(url: str, **options: Any) -> StoredImage:
     """Download one image with a one-off ImageDownloader (``options`` as its constructor's)."""
     with ImageDownloader(**options) as downloader:
         return downloader.download(url)
 
 
-def verify_stored(storage: Storage, name: str) -> tuple[int, str]:
-    """Read a stored file back, streaming: (size in bytes, sha256 hex)."""
-    hasher = hashlib.sha256()
-    size = 0
-    with storage.open(name, "rb") as stored:
-        for chunk in stored.chunks(CHUNK_SIZE):
-            hasher.update(chunk)
-            size += len(chunk)
-    return size, hasher.hexdigest()
+def check_url(url: str, *, allow_private_hosts: bool = False) -> None:
+    """Refuse ``url`` unless it is https on public addresses (any http(s) host if allowed)."""
+    try:
+        require_allowed_url(url, allow_private_hosts)
+    except AttemptFailed as exc:
+        raise _final_error(url, exc, attempts=0) from exc
 
 
-__all__ = [
-    "ImageDownloadError",
-    "ImageDownloader",
-    "StoredImage",
-    "check_url",
-    "download_image",
-    "safe_url",
-    "sniff_image_type",
-    "verify_stored",
-]
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _final_error(url: str, failure: AttemptFailed, attempts: int) -> ImageDownloadError:
+    """The error download() raises: one sentence naming the URL, the cause and the attempts."""
+    if failure.reason == "blocked_url" or attempts == 0:
+        message = f"image {safe_url(url)}: refused, {failure.cause}"
+    else:
+        message = f"image {safe_url(url)}: {failure.cause} after {_plural(attempts, 'attempt')}"
+    return ImageDownloadError(url, failure.reason, message, status=failure.status)

@@ -10,28 +10,23 @@ per thread). Every outcome goes to the run's recorder.
 from __future__ import annotations
 
 import logging
-import os
-import queue
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from django.core.files.storage import FileSystemStorage, default_storage
+from django.core.files.storage import default_storage
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
-from pfsync_app import writers
 from pfsync_app.atlas import AtlasClient, records
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError
 from pfsync_app.checks import check_host_schema, check_settings, first_line
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import SyncAborted, WriterBusy
-from pfsync_app.locking import LockBusy, writer_lock
+from pfsync_app.jobs.pipeline import Prefetcher, Progress, prefetch
 from pfsync_app.mapping import (
     PropertyValues,
     UserValues,
@@ -39,18 +34,23 @@ from pfsync_app.mapping import (
     map_listing,
     map_user,
 )
-from pfsync_app.media import (
-    TEMP_DIR_NAME,
-    ImageDownloader,
-    ImageDownloadError,
-    StoredImage,
-    storage_write_problem,
-)
+from pfsync_app.media.download import ImageDownloader, ImageDownloadError, StoredImage
+from pfsync_app.media.files import storage_write_problem, sweep_stale_downloads
 from pfsync_app.models import ListingState, Property, PropertyImage
-from pfsync_app.reports import RunRecorder, recording_outcome
+from pfsync_app.reports.recorder import RunRecorder, recording_outcome
+from pfsync_app.writers.images import ImagePlan, plan_images
+from pfsync_app.writers.listings import (
+    Lookups,
+    property_fields,
+    published_pf_ids,
+    save_listing,
+    unpublish,
+)
+from pfsync_app.writers.lock import LockBusy, writer_lock
+from pfsync_app.writers.outcomes import CREATED, UPDATED, UserOutcome
+from pfsync_app.writers.users import save_user, unchanged_users
 
 logger = logging.getLogger("pfsync.sync")
-T = TypeVar("T")
 
 
 @dataclass
@@ -82,22 +82,6 @@ class SyncOptions:
         }
 
 
-class Progress:
-    """Progress callbacks; the command shows a bar on a terminal or log lines under cron."""
-
-    def stage(self, name: str, total: int | None = None) -> None:
-        """A stage (users, listings, images) starts, with its total when known."""
-
-    def total(self, name: str, total: int) -> None:
-        """The total of a stage became known or grew."""
-
-    def advance(self, name: str, count: int = 1) -> None:
-        """Some items of a stage are done."""
-
-    def close(self) -> None:
-        """The run is over."""
-
-
 @dataclass
 class SyncResult:
     """What a run did, for the command to print and for tests."""
@@ -111,69 +95,6 @@ class SyncResult:
     unpublish_note: str = ""
     listings_received: int = 0
     listings_skipped_unchanged: int = 0
-
-
-_END = object()
-
-
-class Prefetcher(Iterator[T]):
-    """Iterates ``iterable`` in a background thread, ``depth`` items ahead (pipelining).
-
-    The thread starts at once, so fetching overlaps whatever the caller does
-    before it takes the first item (pf_sync: the users stage). ``close()`` stops
-    it; call it on every way out.
-    """
-
-    def __init__(self, iterable: Iterable[T], depth: int = 1) -> None:
-        self._items: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._finished = False
-        self._thread = threading.Thread(
-            target=self._produce, args=(iterable,), name="pfsync-prefetch", daemon=True
-        )
-        self._thread.start()
-
-    def _put(self, entry: tuple[Any, BaseException | None]) -> bool:
-        # Polls the stop flag so the thread ends once the consumer is gone, not blocked on a
-        # full queue.
-        while not self._stop.is_set():
-            try:
-                self._items.put(entry, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _produce(self, iterable: Iterable[T]) -> None:
-        try:
-            for item in iterable:
-                if not self._put((item, None)):
-                    return
-            self._put((_END, None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._put((None, exc))
-
-    def __next__(self) -> T:
-        if self._finished:
-            raise StopIteration
-        item, exc = self._items.get()
-        if exc is not None:
-            self.close()
-            raise exc
-        if item is _END:
-            self.close()
-            raise StopIteration
-        return item
-
-    def close(self) -> None:
-        """Stop fetching; the next ``next()`` ends the iteration."""
-        self._finished = True
-        self._stop.set()
-
-
-def prefetch(iterable: Iterable[T], depth: int = 1) -> Prefetcher[T]:
-    """Start iterating ``iterable`` in the background, ``depth`` items ahead."""
-    return Prefetcher(iterable, depth)
 
 
 class Sync:
@@ -200,7 +121,7 @@ class Sync:
         self.unmapped: Counter[int] = Counter()
         self.fetch_complete = True
         self.totals_seen: set[int] = set()
-        self.lookups: writers.Lookups | None = None
+        self.lookups: Lookups | None = None
         self._listing_pages: Prefetcher[records.Page] | None = None
 
     # -- the run -----------------------------------------------------------
@@ -232,11 +153,11 @@ class Sync:
         try:
             with recording_outcome(recorder):
                 if owns_client:
-                    from pfsync_app.api import build_client
+                    from pfsync_app.jobs.clients import build_client
 
                     self.client = build_client(self.options.concurrency)
                 self._authenticate()
-                self.lookups = writers.Lookups()
+                self.lookups = Lookups()
                 if self.options.only != "listings" and not self.options.listing_ids:
                     if self.options.only != "users":
                         # The first listing pages arrive while the users are synced.
@@ -280,20 +201,20 @@ class Sync:
             self._record_page_errors(page, "user")
             mapped = [map_user(user) for user in page.items]
             # One query tells which users are already up to date: they cost nothing more.
-            unchanged = writers.unchanged_users(mapped)
+            unchanged = unchanged_users(mapped)
             for user, values in zip(page.items, mapped, strict=True):
                 if user.id in unchanged and not values.warnings:
                     self.progress.advance("users")
                     continue
                 try:
-                    outcome = writers.save_user(values, dry_run=self.options.dry_run, now=now)
+                    outcome = save_user(values, dry_run=self.options.dry_run, now=now)
                 except (OperationalError, InterfaceError):
                     raise
                 except DatabaseError as exc:
                     self._fail(f"user {user.id}", "user.failed", first_line(exc), str(user.id))
                     continue
                 record_user_outcome(recorder, user.id, values, outcome)
-                if self.options.dry_run and outcome.action == writers.UPDATED:
+                if self.options.dry_run and outcome.action == UPDATED:
                     self.result.changes.append(f"user {user.id}: " + "; ".join(outcome.changes))
                 self.progress.advance("users")
             recorder.checkpoint()
@@ -308,7 +229,7 @@ class Sync:
         downloader = self.downloader
         owns_downloader = downloader is None
         if owns_downloader:
-            from pfsync_app.api import build_downloader
+            from pfsync_app.jobs.clients import build_downloader
 
             downloader = build_downloader(self.client)
         self.downloader = downloader
@@ -465,9 +386,9 @@ class Sync:
             prop = existing.get(values.pf_id)
             rows = rows_by_property.get(prop.pk, []) if prop else []
             if self.options.images:
-                plan = writers.plan_images(values.images, rows, self._file_exists)
+                plan = plan_images(values.images, rows, self._file_exists)
             else:
-                plan = writers.plan_images(values.images, rows, lambda name: True)
+                plan = plan_images(values.images, rows, lambda name: True)
                 if plan.download or plan.deactivate:
                     # The images left out are the next image run's work: it must not skip this.
                     fingerprint = ""
@@ -510,7 +431,7 @@ class Sync:
         values: PropertyValues,
         fingerprint: str,
         prop: Property | None,
-        plan: writers.ImagePlan,
+        plan: ImagePlan,
         futures: dict[int, Future],
     ) -> None:
         recorder = self.recorder
@@ -529,7 +450,7 @@ class Sync:
             self.progress.advance("listings")
             return
         try:
-            outcome = writers.save_listing(
+            outcome = save_listing(
                 values,
                 prop,
                 plan,
@@ -552,7 +473,7 @@ class Sync:
         downloaded = len(stored)
         recorder.count("images_downloaded", downloaded)
         recorder.count("images_deactivated", outcome.images_deactivated)
-        if outcome.action == writers.CREATED:
+        if outcome.action == CREATED:
             recorder.count("properties_created")
             recorder.info(
                 "property.created",
@@ -561,7 +482,7 @@ class Sync:
                 object_type="property",
                 object_id=outcome.property_id,
             )
-        elif outcome.action == writers.UPDATED:
+        elif outcome.action == UPDATED:
             recorder.count("properties_updated")
             details = list(outcome.changes)
             if outcome.images_added or outcome.images_replaced:
@@ -602,7 +523,7 @@ class Sync:
         return stored
 
     def _dry_run_listing(
-        self, values: PropertyValues, prop: Property | None, plan: writers.ImagePlan
+        self, values: PropertyValues, prop: Property | None, plan: ImagePlan
     ) -> None:
         recorder = self.recorder
         if prop is None:
@@ -611,7 +532,7 @@ class Sync:
                 f"listing {values.pf_id}: would be created ({len(plan.download)} images)"
             )
             return
-        target = writers.property_fields(values, self.lookups)
+        target = property_fields(values, self.lookups)
         current = {name: getattr(prop, name) for name in target}
         changes = describe_changes(current, target)
         if plan.download:
@@ -641,7 +562,7 @@ class Sync:
     def _unpublish_missing(self) -> None:
         recorder = self.recorder
         note = self._unpublish_blocker()
-        published = writers.published_pf_ids()
+        published = published_pf_ids()
         gone = {pf_id: pk for pf_id, pk in published.items() if pf_id not in self.seen}
         if not gone:
             return
@@ -664,7 +585,7 @@ class Sync:
             for pf_id in sorted(gone):
                 self.result.changes.append(f"listing {pf_id}: would be unpublished")
             return
-        done = writers.unpublish(sorted(gone.values()))
+        done = unpublish(sorted(gone.values()))
         recorder.count("properties_unpublished", done)
         for pf_id, pk in sorted(gone.items()):
             recorder.info(
@@ -706,50 +627,20 @@ class Sync:
             )
 
 
-def sweep_stale_downloads(storage: Any) -> int:
-    """Remove temporary downloads a killed process left behind; return how many.
-
-    A download attempt lasts at most IMAGE_DOWNLOAD_TIMEOUT seconds, so a
-    ``.part`` file much older than that belongs to no running download (another
-    process's fresh one is left alone).
-    """
-    location = getattr(storage, "location", None)
-    if not isinstance(storage, FileSystemStorage) or not location:
-        return 0
-    folder = os.path.join(location, TEMP_DIR_NAME)
-    cutoff = time.time() - (3 * float(pfsync_settings.IMAGE_DOWNLOAD_TIMEOUT) + 60)
-    removed = 0
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return 0
-    for name in names:
-        path = os.path.join(folder, name)
-        try:
-            if name.endswith(".part") and os.stat(path).st_mtime < cutoff:
-                os.unlink(path)
-                removed += 1
-        except OSError as exc:
-            logger.warning("could not remove stale temporary download %s: %s", path, exc)
-    if removed:
-        logger.info("removed %d temporary download(s) left by an interrupted run", removed)
-    return removed
-
-
 def record_user_outcome(
     recorder: RunRecorder,
     user_id: int,
     values: UserValues,
-    outcome: writers.UserOutcome,
+    outcome: UserOutcome,
     why: str = "",
 ) -> None:
     """Count a saved user and give it a report entry (``why``: what caused the sync)."""
     for warning in outcome.warnings:
         recorder.warning("user.warning", warning, pf_id=str(user_id))
-    if outcome.action == writers.CREATED:
+    if outcome.action == CREATED:
         recorder.count("users_created")
         message = f"{values.fields['email'] or user_id} created"
-    elif outcome.action == writers.UPDATED:
+    elif outcome.action == UPDATED:
         recorder.count("users_updated")
         message = "; ".join(outcome.changes)
     else:

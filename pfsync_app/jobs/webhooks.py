@@ -32,15 +32,18 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from pfsync_app import writers
 from pfsync_app.atlas import AtlasClient, AtlasError
 from pfsync_app.conf import SETTINGS, pfsync_settings
-from pfsync_app.exceptions import WriterBusy
+from pfsync_app.exceptions import SyncAborted, WriterBusy
+from pfsync_app.jobs.sync import SyncOptions, record_user_outcome, run_sync
 from pfsync_app.mapping import map_user
-from pfsync_app.media import ImageDownloader
+from pfsync_app.media.download import ImageDownloader
 from pfsync_app.models import Agent, ListingState, Property, SyncRun, WebhookEvent
-from pfsync_app.reports import RunRecorder, one_line, redact
-from pfsync_app.sync import SyncAborted, SyncOptions, record_user_outcome, run_sync
+from pfsync_app.reports.logs import one_line, redact
+from pfsync_app.reports.recorder import RunRecorder
+from pfsync_app.writers.listings import unpublish
+from pfsync_app.writers.outcomes import UNCHANGED
+from pfsync_app.writers.users import save_user
 
 logger = logging.getLogger("pfsync.webhooks")
 
@@ -318,7 +321,7 @@ class _Batch:
     def client(self) -> AtlasClient:
         """The batch's API client."""
         if self._client is None:
-            from pfsync_app.api import build_client
+            from pfsync_app.jobs.clients import build_client
 
             self._client = build_client()
         return self._client
@@ -389,7 +392,7 @@ def _listing_unpublished(event: WebhookEvent, batch: _Batch) -> str:
     prop = Property.objects.filter(pf_id=pf_id).only("pk").first()
     if prop is None:
         return f"no property has pf_id {pf_id}; nothing to unpublish"
-    done = writers.unpublish([prop.pk])
+    done = unpublish([prop.pk])
     # The next pf_sync compares the listing again rather than skipping it as unchanged, so
     # an event delivered out of order is corrected by the next run.
     ListingState.objects.filter(pf_id=pf_id).update(fingerprint="")
@@ -412,9 +415,9 @@ def _user_synced(event: WebhookEvent, batch: _Batch) -> str:
     if record is None:
         raise _Ignored(f"Property Finder returns no user {user_id}; nothing was synced")
     values = map_user(record)
-    outcome = writers.save_user(values)
+    outcome = save_user(values)
     record_user_outcome(batch.recorder, user_id, values, outcome, f"{event.event_type} event")
-    if outcome.action == writers.UNCHANGED:
+    if outcome.action == UNCHANGED:
         return f"host user {outcome.agent_id} was already up to date"
     return ""
 
@@ -606,7 +609,7 @@ def received_client() -> AtlasClient:
     Shared by requests so a burst of events reuses one access token; rebuilt when
     the PF_API_* settings change.
     """
-    from pfsync_app.api import build_client
+    from pfsync_app.jobs.clients import build_client
 
     names = [s.name for s in SETTINGS if s.name.startswith("PF_API_")]
     # A digest, so the API secret is not kept in one more place in memory.

@@ -1,0 +1,374 @@
+"""pf_check: find image rows whose file is missing, empty or corrupt.
+
+The check reads the host's image rows (active images of Property Finder
+properties) as a stream of tuples and asks storage about each file, listing
+every folder once instead of one ``exists()`` per row wherever storage can
+list. It never deletes or overwrites a file and writes no host row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.files.storage import Storage, default_storage
+from django.db import DatabaseError
+from django.db.models import Q, QuerySet
+
+from pfsync_app.conf import pfsync_settings
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.jobs.sync import preflight
+from pfsync_app.media.files import StoredFiles, error_text, verify_stored
+from pfsync_app.models import ImageFile, Property, PropertyImage
+from pfsync_app.reports.recorder import RunRecorder, recording_outcome
+
+logger = logging.getLogger("pfsync.check")
+
+
+MISSING = "missing"
+
+
+EMPTY = "empty"
+
+
+CORRUPT = "corrupt"
+
+
+REASONS = (MISSING, EMPTY, CORRUPT)
+
+
+CHUNK_SIZE = 2000
+
+
+_ROW_FIELDS = ("id", "property_id", "property__pf_id", "image", "source_url", "position")
+
+
+class UnknownProperty(SyncAborted):
+    """``--property PF_ID`` names no property of the host."""
+
+
+@dataclass(frozen=True, slots=True)
+class MissingImage:
+    """One image row whose file is missing, empty or corrupt."""
+
+    image_id: int
+    property_id: int
+    pf_id: str
+    name: str
+    source_url: str
+    position: int
+    reason: str
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as pf_check --json shows it."""
+        return {
+            "image_id": self.image_id,
+            "property_id": self.property_id,
+            "pf_id": self.pf_id,
+            "name": self.name,
+            "source_url": self.source_url,
+            "position": self.position,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyCount:
+    """How many of one property's images are missing, by reason."""
+
+    property_id: int
+    pf_id: str
+    total: int
+    reasons: dict[str, int]
+
+
+@dataclass
+class ScanResult:
+    """What a scan of the image rows found."""
+
+    checked: int = 0
+    verified: int = 0
+    unverified: int = 0
+    missing: list[MissingImage] = field(default_factory=list)
+
+    def reasons(self) -> dict[str, int]:
+        """How many rows were found for each reason (every reason present, zero or not)."""
+        counts = Counter(item.reason for item in self.missing)
+        return {reason: counts.get(reason, 0) for reason in REASONS}
+
+    def by_property(self) -> list[PropertyCount]:
+        """The missing rows counted per property, in property id order."""
+        return group_by_property(self.missing)
+
+
+def group_by_property(items: Iterable[MissingImage]) -> list[PropertyCount]:
+    """``items`` counted per property, in property id order."""
+    groups: dict[int, tuple[str, Counter[str]]] = {}
+    for item in items:
+        groups.setdefault(item.property_id, (item.pf_id, Counter()))[1][item.reason] += 1
+    return [
+        PropertyCount(property_id, pf_id, sum(counts.values()), dict(counts))
+        for property_id, (pf_id, counts) in sorted(groups.items())
+    ]
+
+
+@dataclass
+class CheckResult(ScanResult):
+    """What pf_check found, with its run."""
+
+    run_id: int | None = None
+    verify: bool = False
+    pf_id: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every file is present (and sound), 1 when something is missing."""
+        return 1 if self.missing else 0
+
+    def as_json(self) -> dict[str, Any]:
+        """The machine-readable report of pf_check --json."""
+        return {
+            "run_id": self.run_id,
+            "exit_code": self.exit_code,
+            "verify": self.verify,
+            "property": self.pf_id,
+            "checked": self.checked,
+            "verified": self.verified,
+            "unverified": self.unverified,
+            "missing_count": len(self.missing),
+            "reasons": self.reasons(),
+            "properties": [
+                {
+                    "property_id": group.property_id,
+                    "pf_id": group.pf_id,
+                    "missing": group.total,
+                    "reasons": group.reasons,
+                }
+                for group in self.by_property()
+            ],
+            "missing": [item.as_dict() for item in self.missing],
+        }
+
+
+def image_rows(pf_id: str | None = None) -> QuerySet:
+    """The active image rows of Property Finder properties, as a queryset of tuples."""
+    rows = PropertyImage.objects.filter(is_active=True).exclude(
+        Q(property__pf_id__isnull=True) | Q(property__pf_id="")
+    )
+    if pf_id is not None:
+        rows = rows.filter(property__pf_id=pf_id)
+    return rows.order_by("property_id", "position", "id").values_list(*_ROW_FIELDS)
+
+
+def _chunks(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
+    batch: list[tuple] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def find_missing_images(
+    storage: Storage | None = None,
+    *,
+    pf_id: str | None = None,
+    verify: bool = False,
+    chunk_size: int = CHUNK_SIZE,
+    verify_workers: int | None = None,
+) -> ScanResult:
+    """Every active image row of a PF property whose file is missing or empty (or corrupt).
+
+    With ``verify`` each present file is also read back and compared with the
+    size and sha256 pfsync recorded when it stored it (rows without a record,
+    or whose record is of another file, are counted as ``unverified``).
+    Reads only; raises SyncAborted when storage cannot be read.
+    """
+    files = StoredFiles(storage if storage is not None else default_storage)
+    result = ScanResult()
+    workers = verify_workers or max(1, min(8, int(pfsync_settings.PF_SYNC_CONCURRENCY)))
+    # Reading files back is I/O: a few threads overlap it (hashlib releases the GIL).
+    pool = ThreadPoolExecutor(
+        max_workers=workers if verify else 1, thread_name_prefix="pfsync-verify"
+    )
+    try:
+        stream = image_rows(pf_id).iterator(chunk_size=chunk_size)
+        for batch in _chunks(stream, chunk_size):
+            present: list[tuple[tuple, int]] = []
+            for row in batch:
+                name = row[3]  # the "image" column of _ROW_FIELDS
+                result.checked += 1
+                size = files.size(name)
+                if size is None or size == 0:
+                    reason = MISSING if size is None else EMPTY
+                    detail = "" if name else "the row names no file"
+                    result.missing.append(MissingImage(*row, reason=reason, detail=detail))
+                elif verify:
+                    present.append((row, size))
+            if present:
+                _verify_batch(files.storage, present, result, pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return result
+
+
+def _verify_batch(
+    storage: Storage,
+    present: list[tuple[tuple, int]],
+    result: ScanResult,
+    pool: ThreadPoolExecutor,
+) -> None:
+    """Compare the present files of one batch with pfsync's ImageFile records."""
+    records_by_id = {
+        image_id: (name, size, sha256)
+        for image_id, name, size, sha256 in ImageFile.objects.filter(
+            image_id__in=[row[0] for row, _ in present]
+        ).values_list("image_id", "name", "size", "sha256")
+    }
+    to_read: list[tuple[tuple, int, int, str]] = []
+    for row, size in present:
+        record = records_by_id.get(row[0])
+        if record is None or record[0] != row[3]:
+            # pfsync did not store this file (or the host has since changed it): nothing to
+            # compare with.
+            result.unverified += 1
+            continue
+        result.verified += 1
+        _, recorded_size, recorded_sha = record
+        if size != recorded_size:
+            result.missing.append(
+                _corrupt(row, f"{size} bytes stored, {recorded_size} bytes recorded")
+            )
+            continue
+        to_read.append((row, size, recorded_size, recorded_sha))
+    futures = [(item, pool.submit(_read_back, storage, item[0][3])) for item in to_read]
+    for (row, _size, recorded_size, recorded_sha), future in futures:
+        read_size, read_sha = future.result()
+        if read_size is None:
+            result.missing.append(_missing(row, "removed while it was being verified"))
+        elif read_size != recorded_size:
+            result.missing.append(
+                _corrupt(row, f"{read_size} bytes stored, {recorded_size} bytes recorded")
+            )
+        elif read_sha != recorded_sha:
+            result.missing.append(_corrupt(row, "sha256 differs from the one recorded"))
+
+
+def _read_back(storage: Storage, name: str) -> tuple[int | None, str]:
+    try:
+        return verify_stored(storage, name)
+    except FileNotFoundError:
+        return None, ""
+    except Exception as exc:
+        raise SyncAborted(f"cannot read storage file {name!r}: {error_text(exc)}") from exc
+
+
+def _missing(row: tuple, detail: str) -> MissingImage:
+    return MissingImage(*row, reason=MISSING, detail=detail)
+
+
+def _corrupt(row: tuple, detail: str) -> MissingImage:
+    return MissingImage(*row, reason=CORRUPT, detail=detail)
+
+
+def require_property(pf_id: str | None) -> None:
+    """Raise UnknownProperty unless a host property has this pf_id (None: nothing to check)."""
+    if pf_id is not None and not Property.objects.filter(pf_id=pf_id).exists():
+        raise UnknownProperty(f"no property has pf_id {pf_id!r}")
+
+
+def record_abort(command: str, options: dict[str, Any], message: str) -> None:
+    """Record a run that could not start, when pfsync's own tables can be written."""
+    try:
+        RunRecorder.start(command, options=options).fail(message)
+    except DatabaseError:
+        logger.warning("could not record the %s run that failed: %s", command, message)
+
+
+def _finish_message(what: str, found: int, reasons: dict[str, int]) -> str:
+    parts = ", ".join(f"{count} {reason}" for reason, count in reasons.items() if count)
+    return f"{what}; {found} to repair ({parts})" if found else f"{what}; nothing missing"
+
+
+def find_unreferenced_files(storage: Storage | None = None) -> list[str] | None:
+    """Files in pfsync's image folder that no image row names; None when storage cannot list.
+
+    A process killed between storing an image and committing its listing leaves
+    such a file. They are harmless and pfsync never deletes them: this only says
+    which they are, for ops to remove if they like.
+    """
+    storage = storage if storage is not None else default_storage
+    folder = str(pfsync_settings.PF_IMAGE_UPLOAD_DIR).strip("/")
+    listing = StoredFiles(storage).files(folder)
+    if listing is None:
+        return None
+    prefix = f"{folder}/" if folder else ""
+    referenced = set(
+        PropertyImage.objects.filter(image__startswith=prefix)
+        .values_list("image", flat=True)
+        .iterator(chunk_size=CHUNK_SIZE)
+    )
+    return sorted(f"{prefix}{name}" for name in listing if f"{prefix}{name}" not in referenced)
+
+
+def check_images(
+    storage: Storage | None = None,
+    *,
+    pf_id: str | None = None,
+    verify: bool = False,
+    chunk_size: int = CHUNK_SIZE,
+) -> CheckResult:
+    """pf_check: find the missing, empty (and with ``verify`` corrupt) image files; record the run.
+
+    Writes nothing to the host tables and never takes the writer lock. Raises
+    SyncAborted (exit status 2) when it cannot run.
+    """
+    options = {"property": pf_id, "verify": verify}
+    try:
+        preflight()
+        require_property(pf_id)
+    except SyncAborted as exc:
+        record_abort("pf_check", options, str(exc))
+        raise
+    recorder = RunRecorder.start("pf_check", options=options)
+    with recording_outcome(recorder):
+        scan = find_missing_images(storage, pf_id=pf_id, verify=verify, chunk_size=chunk_size)
+    for item in scan.missing:
+        recorder.error(
+            f"image.{item.reason}",
+            describe(item),
+            pf_id=item.pf_id,
+            object_type="image",
+            object_id=item.image_id,
+        )
+    checked = f"checked {scan.checked} images"
+    if verify:
+        checked += f" ({scan.verified} verified, {scan.unverified} without a recorded checksum)"
+    recorder.finish(message=_finish_message(checked, len(scan.missing), scan.reasons()))
+    return CheckResult(
+        checked=scan.checked,
+        verified=scan.verified,
+        unverified=scan.unverified,
+        missing=scan.missing,
+        run_id=recorder.run.pk,
+        verify=verify,
+        pf_id=pf_id,
+    )
+
+
+def describe(item: MissingImage) -> str:
+    what = {
+        MISSING: "file is missing",
+        EMPTY: "file is empty (0 bytes)",
+        CORRUPT: "file differs from what was downloaded",
+    }[item.reason]
+    detail = f" ({item.detail})" if item.detail else ""
+    return f"image {item.image_id} of property {item.property_id}: {item.name!r} {what}{detail}"

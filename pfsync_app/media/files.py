@@ -1,0 +1,257 @@
+"""Stored image files: can storage be written, what is in it, and reading files back.
+
+Every listing of storage and every read of a stored file's bytes is here:
+``StoredFiles`` lists each folder once (os.scandir on the filesystem, one
+listing per prefix on S3, ``listdir`` elsewhere) instead of asking per name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import posixpath
+import tempfile
+import time
+from typing import Any
+
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files.storage import FileSystemStorage, Storage
+
+from pfsync_app.checks import first_line
+from pfsync_app.conf import pfsync_settings
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.media.policy import os_error_text
+
+logger = logging.getLogger("pfsync.media")
+
+CHUNK_SIZE = 64 * 1024
+
+# Temporary downloads live inside a FileSystemStorage's own folder so the final
+# move into place is a rename on the same filesystem: atomic.
+TEMP_DIR_NAME = ".pfsync-tmp"
+
+
+def storage_write_problem(storage: Storage, upload_dir: str | None = None) -> str | None:
+    """Why images cannot be written to a filesystem storage, or None when they can.
+
+    A media folder that is read-only or on a full disk would otherwise fail every
+    download one by one; other storages are only known by trying.
+    """
+    if not isinstance(storage, FileSystemStorage):
+        return None
+    folder = os.path.join(storage.location, TEMP_DIR_NAME)
+    target = os.path.join(storage.location, upload_dir or pfsync_settings.PF_IMAGE_UPLOAD_DIR)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        os.makedirs(target, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix="probe-", suffix=".part") as probe:
+            probe.write(b"pfsync")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        return f"the media folder {storage.location} cannot be written: {os_error_text(exc)}"
+    return None
+
+
+def verify_stored(storage: Storage, name: str) -> tuple[int, str]:
+    """Read a stored file back, streaming: (size in bytes, sha256 hex)."""
+    hasher = hashlib.sha256()
+    size = 0
+    with storage.open(name, "rb") as stored:
+        for chunk in stored.chunks(CHUNK_SIZE):
+            hasher.update(chunk)
+            size += len(chunk)
+    return size, hasher.hexdigest()
+
+
+def sweep_stale_downloads(storage: Any) -> int:
+    """Remove temporary downloads a killed process left behind; return how many.
+
+    A download attempt lasts at most IMAGE_DOWNLOAD_TIMEOUT seconds, so a
+    ``.part`` file much older than that belongs to no running download (another
+    process's fresh one is left alone).
+    """
+    location = getattr(storage, "location", None)
+    if not isinstance(storage, FileSystemStorage) or not location:
+        return 0
+    folder = os.path.join(location, TEMP_DIR_NAME)
+    cutoff = time.time() - (3 * float(pfsync_settings.IMAGE_DOWNLOAD_TIMEOUT) + 60)
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if name.endswith(".part") and os.stat(path).st_mtime < cutoff:
+                os.unlink(path)
+                removed += 1
+        except OSError as exc:
+            logger.warning("could not remove stale temporary download %s: %s", path, exc)
+    if removed:
+        logger.info("removed %d temporary download(s) left by an interrupted run", removed)
+    return removed
+
+
+class StoredFiles:
+    """Sizes of stored files by name, listing each folder of storage at most once.
+
+    ``size(name)`` is the file's size in bytes, or None when there is no such
+    file. On FileSystemStorage one ``os.scandir`` per folder, and on
+    django-storages' S3Storage one object listing per prefix, gives names and
+    sizes together; on other storages that can list, ``listdir`` per folder
+    tells which files exist and ``size()`` is asked only of those; on storages
+    that cannot list, each name is asked with ``exists()`` and ``size()``.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.filesystem = isinstance(storage, FileSystemStorage)
+        s3_storage = _s3_storage_class()
+        self.s3 = s3_storage is not None and isinstance(storage, s3_storage)
+        self.can_list = True
+        # folder -> {file name: size, or None when storage has not said yet}
+        self._folders: dict[str, dict[str, int | None]] = {}
+
+    def size(self, name: str) -> int | None:
+        """The size of the stored file ``name`` in bytes, or None when it does not exist."""
+        if not name:
+            return None
+        split = _listable(name)
+        if split is None or not self.can_list:
+            return self._size_of(name)
+        folder, base = split
+        files = self._folders.get(folder)
+        if files is None:
+            files = self._list(folder)
+            if files is None:
+                return self._size_of(name)
+            self._folders[folder] = files
+        if base not in files:
+            return None
+        size = files[base]
+        if size is None:
+            size = self._size_of(name, listed=True)
+            files[base] = size
+        return size
+
+    def files(self, folder: str) -> dict[str, int | None] | None:
+        """Every file of ``folder`` with its size when known; None when storage cannot list."""
+        if folder not in self._folders:
+            listing = self._list(folder)
+            if listing is None:
+                return None
+            self._folders[folder] = listing
+        return self._folders[folder]
+
+    def _list(self, folder: str) -> dict[str, int | None] | None:
+        """Every file of ``folder``; None when this storage cannot list (then ask per name)."""
+        if self.filesystem:
+            return self._scan(folder)
+        if self.s3:
+            return self._list_s3(folder)
+        try:
+            _, names = self.storage.listdir(folder)
+        except NotImplementedError:
+            self.can_list = False
+            return None
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        except Exception as exc:
+            raise SyncAborted(
+                f"cannot list storage folder {folder or '(root)'!r}: {error_text(exc)}"
+            ) from exc
+        return dict.fromkeys(names)
+
+    def _scan(self, folder: str) -> dict[str, int | None]:
+        """One pass over a FileSystemStorage folder: names and sizes of its files."""
+        files: dict[str, int | None] = {}
+        try:
+            path = self.storage.path(folder)
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_file():
+                            files[entry.name] = entry.stat().st_size
+                    except FileNotFoundError:
+                        continue  # removed (or a broken link) while we looked
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        except OSError as exc:
+            raise SyncAborted(
+                f"cannot list storage folder {folder or '(root)'!r}: {error_text(exc)}"
+            ) from exc
+        return files
+
+    def _list_s3(self, folder: str) -> dict[str, int]:
+        """One listing of an S3 prefix: names and sizes (S3Storage.listdir drops the sizes).
+
+        Without the sizes every present object would cost a HEAD request, which
+        on a large bucket makes the check take hours instead of seconds.
+        """
+        storage = self.storage
+        # The key prefix S3Storage.listdir(folder) lists: AWS_LOCATION, the folder, a slash.
+        prefix = posixpath.join(storage.location, folder).strip("/")
+        prefix = f"{prefix}/" if prefix else ""
+        files: dict[str, int] = {}
+        try:
+            pages = storage.connection.meta.client.get_paginator("list_objects").paginate(
+                Bucket=storage.bucket_name, Prefix=prefix, Delimiter="/"
+            )
+            for page in pages:
+                for entry in page.get("Contents", ()):
+                    base = entry["Key"][len(prefix) :]
+                    if base:  # the prefix itself is a folder marker, not a file
+                        files[base] = int(entry["Size"])
+        except Exception as exc:
+            raise SyncAborted(
+                f"cannot list storage folder {folder or '(root)'!r}: {error_text(exc)}"
+            ) from exc
+        return files
+
+    def _size_of(self, name: str, *, listed: bool = False) -> int | None:
+        """Ask storage about one name (``listed``: its folder's listing named it)."""
+        try:
+            if self.filesystem:
+                path = self.storage.path(name)
+                if not os.path.isfile(path):
+                    return None
+                return os.stat(path).st_size
+            if not listed and not self.storage.exists(name):
+                return None
+            return int(self.storage.size(name))
+        except SuspiciousFileOperation:
+            return None  # a name outside storage cannot be a stored file
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            raise SyncAborted(f"cannot read storage file {name!r}: {error_text(exc)}") from exc
+
+
+def _s3_storage_class() -> type | None:
+    """django-storages' S3Storage, when that optional dependency is installed."""
+    try:
+        from storages.backends.s3 import S3Storage
+    except ImportError:
+        return None
+    return S3Storage
+
+
+def _listable(name: str) -> tuple[str, str] | None:
+    """(folder, file name) of a plain relative storage name; None for anything unusual."""
+    if "\\" in name or name.startswith("/"):
+        return None
+    folder, base = posixpath.split(name)
+    if not base or base in (".", ".."):
+        return None
+    if folder and any(part in ("", ".", "..") for part in folder.split("/")):
+        return None
+    return folder, base
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return first_line(exc)

@@ -1,0 +1,102 @@
+"""The old service's daily report file: one aligned line per pf_sync run, header once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from django.db.models import F
+
+from pfsync_app.conf import pfsync_settings
+from pfsync_app.models import ReportEntry, SyncRun
+from pfsync_app.reports.logs import redact
+from pfsync_app.reports.summary import local_datetime_text
+
+# (header, SyncRun attribute) of the old service's daily report file, in order.
+try:  # POSIX only; elsewhere O_APPEND alone keeps concurrent lines whole.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+REPORT_FILE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Date", "started_at"),
+    ("Properties Created", "properties_created"),
+    ("Properties Updated", "properties_updated"),
+    ("Images Downloaded", "images_downloaded"),
+    ("Users Created", "users_created"),
+    ("Users Updated", "users_updated"),
+    ("Errors", "errors"),
+)
+
+
+REPORT_DATE_WIDTH = len("2026-01-19 00:00:00")
+
+
+def report_file_header() -> str:
+    """The report file's header line (without the newline)."""
+    names = [name for name, _ in REPORT_FILE_COLUMNS]
+    widths = _report_widths()
+    return " | ".join(name.ljust(width) for name, width in zip(names, widths, strict=True))
+
+
+def report_file_line(run: SyncRun) -> str:
+    """One run as a report file line, each value padded to its header column (no newline)."""
+    values = []
+    for _, attribute in REPORT_FILE_COLUMNS:
+        value = getattr(run, attribute)
+        values.append(local_datetime_text(value) if isinstance(value, dt.datetime) else str(value))
+    line = " | ".join(
+        value.ljust(width) for value, width in zip(values, _report_widths(), strict=True)
+    )
+    return line.rstrip()
+
+
+def _report_widths() -> list[int]:
+    return [
+        max(len(name), REPORT_DATE_WIDTH if attribute == "started_at" else 0)
+        for name, attribute in REPORT_FILE_COLUMNS
+    ]
+
+
+def write_report_line(run: SyncRun, path: str | os.PathLike[str] | None) -> str | None:
+    """Append the run's line (and the header on a new file); return the problem, if any."""
+    target = path if path is not None else pfsync_settings.REPORT_FILE
+    if not target:
+        return None
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # so two new-file runs write one header
+            text = report_file_line(run) + "\n"
+            if os.fstat(fd).st_size == 0:
+                text = report_file_header() + "\n" + text
+            os.write(fd, text.encode("utf-8"))
+        finally:
+            os.close(fd)  # closing releases the flock
+    except OSError as exc:
+        return redact(f"report file {target}: {exc.strerror or exc}")
+    return None
+
+
+def append_report_line(run: SyncRun, path: str | os.PathLike[str] | None = None) -> None:
+    """Append ``run``'s line to REPORT_FILE (or ``path``); a write failure becomes an error entry.
+
+    The run is already saved here, so a failure is recorded straight in the
+    database: an error entry, one more error, and finished_with_errors instead
+    of succeeded. ``RunRecorder.finish`` does this itself for pf_sync runs.
+    """
+    problem = write_report_line(run, path)
+    if not problem:
+        return
+    ReportEntry.objects.create(
+        run=run, level=ReportEntry.Level.ERROR, action="report_file", message=problem
+    )
+    SyncRun.objects.filter(pk=run.pk).update(errors=F("errors") + 1)
+    SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.SUCCEEDED).update(
+        status=SyncRun.Status.FINISHED_WITH_ERRORS
+    )
+    run.refresh_from_db(fields=["errors", "status"])

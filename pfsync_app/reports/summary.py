@@ -1,0 +1,113 @@
+"""What runs did, for people: per-day totals, and dates and durations as text."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from pfsync_app.models import SyncRun
+
+REPORT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def local_datetime_text(value: dt.datetime | None) -> str:
+    """``value`` in the configured TIME_ZONE as ``YYYY-mm-dd HH:MM:SS`` ("" for None)."""
+    if value is None:
+        return ""
+    return timezone.localtime(value, timezone.get_default_timezone()).strftime(REPORT_DATE_FORMAT)
+
+
+def format_duration(value: dt.timedelta | None) -> str:
+    """A duration for people: "45 s", "3 min 12 s", "2 h 5 min 0 s"."""
+    if value is None:
+        return ""
+    total = max(0, round(value.total_seconds()))
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min {seconds} s"
+    if minutes:
+        return f"{minutes} min {seconds} s"
+    return f"{seconds} s"
+
+
+SUMMARY_COUNTERS = SyncRun.COUNTERS
+
+
+def daily_summary(days: int = 7) -> list[dict[str, Any]]:
+    """pf_sync totals per day (TIME_ZONE days), newest first, including days without runs.
+
+    Each dict: ``date`` (a ``datetime.date``), ``runs``, ``failed_runs``,
+    ``interrupted_runs`` and every counter of SyncRun.COUNTERS. Dry runs are left out.
+    """
+    if days < 1:
+        raise ValueError(f"days must be at least 1, got {days}.")
+    tz = timezone.get_default_timezone()
+    today = timezone.localtime(timezone.now(), tz).date()
+    first = today - dt.timedelta(days=days - 1)
+    since = timezone.make_aware(dt.datetime.combine(first, dt.time.min), tz)
+    rows = (
+        SyncRun.objects.filter(command=SyncRun.Command.SYNC, started_at__gte=since)
+        # A missing key is NULL in SQL, so "not a dry run" is spelt out rather than excluded.
+        .filter(~Q(options__has_key="dry_run") | Q(options__dry_run=False))
+        .annotate(day=TruncDate("started_at", tzinfo=tz))
+        .values("day")
+        .annotate(
+            runs=Count("id"),
+            failed_runs=Count("id", filter=Q(status=SyncRun.Status.FAILED)),
+            interrupted_runs=Count("id", filter=Q(status=SyncRun.Status.INTERRUPTED)),
+            **{name: Sum(name) for name in SUMMARY_COUNTERS},
+        )
+        .order_by()
+    )
+    by_day = {row["day"]: row for row in rows}
+    summary = []
+    for offset in range(days):
+        day = today - dt.timedelta(days=offset)
+        row = by_day.get(day, {})
+        item: dict[str, Any] = {"date": day}
+        for key in ("runs", "failed_runs", "interrupted_runs", *SUMMARY_COUNTERS):
+            item[key] = int(row.get(key) or 0)
+        summary.append(item)
+    return summary
+
+
+# (header, key) of the pf_report table.
+SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Date", "date"),
+    ("Runs", "runs"),
+    ("Failed Runs", "failed_runs"),
+    ("Properties Created", "properties_created"),
+    ("Properties Updated", "properties_updated"),
+    ("Unpublished", "properties_unpublished"),
+    ("Images Downloaded", "images_downloaded"),
+    ("Images Failed", "images_failed"),
+    ("Users Created", "users_created"),
+    ("Users Updated", "users_updated"),
+    ("Errors", "errors"),
+)
+
+
+def summary_table(summary: Iterable[dict[str, Any]]) -> list[str]:
+    """Lines of a table of ``daily_summary()`` rows, columns aligned under the header."""
+    rows = [
+        [str(item[key]) if key != "date" else item[key].isoformat() for _, key in SUMMARY_COLUMNS]
+        for item in summary
+    ]
+    headers = [name for name, _ in SUMMARY_COLUMNS]
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return lines
+
+
+def summary_json(summary: Iterable[dict[str, Any]]) -> str:
+    """``daily_summary()`` rows as JSON (dates as YYYY-mm-dd)."""
+    return json.dumps([{**item, "date": item["date"].isoformat()} for item in summary], indent=2)

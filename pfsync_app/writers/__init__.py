@@ -1,0 +1,11 @@
+"""Writers: every read and write of the host's tables, one transaction per user or listing.
+
+Writers know the ORM and transactions, nothing of HTTP. They only INSERT and
+UPDATE: no row is ever deleted, an image gone from a listing is deactivated, a
+listing gone from Property Finder is unpublished.
+
+- ``users``: ``save_user``, ``unchanged_users``, ``find_agent``.
+- ``listings``: ``save_listing``, ``property_fields``, ``unpublish``, ``Lookups``.
+- ``images``: ``plan_images`` (which images need a download), the images rows, checksums.
+- ``lock``: ``writer_lock``: one writing run at a time per database.
+"""

@@ -1,0 +1,146 @@
+"""Images rows: which of a listing's images need a download, and writing their rows.
+
+Rows are matched to the listing's images by source URL; an image gone from
+the listing is deactivated (``is_active = false``), never deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pfsync_app.mapping import ImageValues, PropertyValues
+from pfsync_app.media.download import StoredImage
+from pfsync_app.models import ImageFile, PropertyImage
+from pfsync_app.writers.outcomes import ListingOutcome
+
+
+@dataclass
+class ImagePlan:
+    """What a listing's images need: downloads for some positions, updates for the rest."""
+
+    download: list[ImageValues]
+    keep: dict[int, PropertyImage]  # position -> existing row with the same source URL
+    deactivate: list[PropertyImage]
+    replace: dict[int, PropertyImage]  # position -> row whose file is missing
+
+
+def plan_images(
+    images: list[ImageValues],
+    rows: Iterable[PropertyImage],
+    file_exists: Any,
+) -> ImagePlan:
+    """Match a listing's images to its rows by source URL; decide downloads and deactivations."""
+    by_url: dict[str, PropertyImage] = {}
+    for row in sorted(rows, key=lambda r: (not r.is_active, r.id)):
+        by_url.setdefault(row.source_url, row)
+    wanted = {image.source_url for image in images}
+    plan = ImagePlan(download=[], keep={}, deactivate=[], replace={})
+    for image in images:
+        row = by_url.get(image.source_url)
+        if row is None:
+            plan.download.append(image)
+        elif file_exists(row.image):
+            plan.keep[image.position] = row
+        else:
+            plan.download.append(image)
+            plan.replace[image.position] = row
+    used = {row.id for row in plan.keep.values()} | {row.id for row in plan.replace.values()}
+    for row in by_url.values():
+        if row.source_url not in wanted and row.is_active and row.id not in used:
+            plan.deactivate.append(row)
+    # Rows sharing a URL with a kept row (older duplicates) stay as they are.
+    return plan
+
+
+def write_images(
+    outcome: ListingOutcome,
+    values: PropertyValues,
+    plan: ImagePlan,
+    stored: Mapping[int, StoredImage],
+    now: datetime,
+) -> None:
+    new_rows: list[PropertyImage] = []
+    updated: list[PropertyImage] = []
+    # Paired where a file is attached: a deactivated row may hold a replaced row's old position.
+    checksum_rows: list[tuple[PropertyImage, StoredImage]] = []
+    for image in values.images:
+        row = plan.keep.get(image.position) or plan.replace.get(image.position)
+        file = stored.get(image.position)
+        if row is not None:
+            dirty = False
+            for attr, value in (
+                ("position", image.position),
+                ("width", image.width),
+                ("height", image.height),
+                ("is_active", True),
+            ):
+                if getattr(row, attr) != value:
+                    setattr(row, attr, value)
+                    dirty = True
+            if image.position in plan.replace and file is not None:
+                row.image = file.name
+                dirty = True
+                outcome.images_replaced += 1
+                checksum_rows.append((row, file))
+            if dirty:
+                updated.append(row)
+        elif file is not None:
+            row = PropertyImage(
+                property_id=outcome.property_id,
+                image=file.name,
+                source_url=image.source_url,
+                position=image.position,
+                width=image.width,
+                height=image.height,
+                is_active=True,
+                created_at=now,
+            )
+            new_rows.append(row)
+            checksum_rows.append((row, file))
+    for row in plan.deactivate:
+        row.is_active = False
+        updated.append(row)
+    outcome.images_deactivated = len(plan.deactivate)
+    if updated:
+        PropertyImage.objects.bulk_update(
+            updated, ["image", "position", "width", "height", "is_active"]
+        )
+    if new_rows:
+        created = PropertyImage.objects.bulk_create(new_rows)
+        if any(row.pk is None for row in created):
+            # Backends that cannot return ids from a bulk insert: read them back by file name.
+            ids = dict(
+                PropertyImage.objects.filter(image__in=[row.image for row in created]).values_list(
+                    "image", "id"
+                )
+            )
+            for row in created:
+                row.pk = row.id = ids[row.image]
+        outcome.images_added = len(created)
+    record_checksums(checksum_rows, now)
+
+
+def record_checksums(rows: list[tuple[PropertyImage, StoredImage]], now: datetime) -> None:
+    """Remember the size and sha256 of files pfsync stored (pf_check --verify reads them)."""
+    if not rows:
+        return
+    ImageFile.objects.bulk_create(
+        [
+            ImageFile(
+                image_id=row.pk,
+                name=file.name,
+                size=file.size,
+                sha256=file.sha256,
+                content_type=file.content_type,
+                source_url=row.source_url,
+                stored_at=now,
+            )
+            for row, file in rows
+        ],
+        update_conflicts=True,
+        unique_fields=["image_id"],
+        update_fields=["name", "size", "sha256", "content_type", "source_url", "stored_at"],
+    )
