@@ -22,6 +22,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import DatabaseError
 
 from pfsync_app.conf import DEFAULT_TABLES, pfsync_settings
+from pfsync_app.exceptions import first_line
 
 HOST_MODEL_KEYS = tuple(DEFAULT_TABLES)
 
@@ -84,12 +85,6 @@ def check_host_schema(using: str = DEFAULT_DB_ALIAS) -> list[checks.CheckMessage
                 id="pfsync.E001",
             )
         ]
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's text, or its class name when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @checks.register(checks.Tags.database)

@@ -1,9 +1,121 @@
-"""pfsync's own exceptions: a run that could not run or had to stop (exit status 2)."""
+"""pfsync's exceptions, all in one place: one exception per event (the Atlas client has its own).
+
+    PfsyncError
+    ├── SyncAborted          a run could not run or had to stop: exit status 2, one sentence
+    │   ├── WriterBusy       another pf_sync or pf_repair holds the writer lock
+    │   └── UnknownProperty  --property names no property of the host
+    ├── AreaError            pf_areas refuses a request (bad id, location already linked...)
+    ├── InvalidEvent         a webhook request body is not a usable event (HTTP 400)
+    ├── EventDeferred        a webhook event must wait for the writer lock; it stays pending
+    ├── EventIgnored         there is nothing to do for a webhook event
+    ├── ImageDownloadError   an image could not be downloaded and stored (``reason``)
+    └── DownloadAttemptFailed  one attempt of a download failed (retried, or turned into the above)
+
+None of them carries a secret: messages are built from what the user can see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 
-class SyncAborted(Exception):
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text, or its class name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PfsyncError(Exception):
+    """Base of pfsync's own exceptions."""
+
+
+class SyncAborted(PfsyncError):
     """The run could not run or had to stop (exit status 2); the message says why."""
 
 
 class WriterBusy(SyncAborted):
     """Another pf_sync or pf_repair holds the writer lock; the message names it."""
+
+
+class UnknownProperty(SyncAborted):
+    """``--property PF_ID`` names no property of the host."""
+
+
+class AreaError(PfsyncError):
+    """A request pf_areas refuses (bad id, location already linked...); one sentence."""
+
+
+class InvalidEvent(PfsyncError, ValueError):
+    """The request body is not a usable webhook event; the message says why."""
+
+
+class EventDeferred(PfsyncError):
+    """The event must wait (the writer lock is held): it stays pending, no attempt counted."""
+
+
+class EventIgnored(PfsyncError):
+    """There is nothing to do for the event; the message says why."""
+
+
+# Why an image could not be downloaded and stored (ImageDownloadError.reason).
+DOWNLOAD_FAILURE_REASONS = frozenset(
+    {
+        "blocked_url",
+        "http_status",
+        "timeout",
+        "connection",
+        "too_large",
+        "not_an_image",
+        "truncated",
+        "storage",
+    }
+)
+#: HTTP statuses that mean the URL itself is dead: pf_repair asks the API for the current one.
+PERMANENT_STATUSES = frozenset({403, 404, 410})
+_PERMANENT_REASONS = frozenset({"blocked_url", "not_an_image", "too_large"})
+_TRANSIENT_REASONS = frozenset({"timeout", "connection", "truncated"})
+
+
+def download_retryable(reason: str, status: int | None) -> bool:
+    """Connection trouble, timeouts, short bodies, 429 and 5xx are worth another attempt."""
+    if reason == "http_status":
+        return status == 429 or (status or 0) >= 500
+    return reason in _TRANSIENT_REASONS
+
+
+class ImageDownloadError(PfsyncError):
+    """An image could not be downloaded and stored; ``reason`` says why, ``status`` the HTTP one."""
+
+    def __init__(self, url: str, reason: str, message: str, status: int | None = None) -> None:
+        if reason not in DOWNLOAD_FAILURE_REASONS:
+            raise ValueError(f"unknown image download failure reason {reason!r}")
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+    @property
+    def permanent(self) -> bool:
+        """True when trying the same URL again cannot help (the URL must change)."""
+        return self.reason in _PERMANENT_REASONS or (
+            self.reason == "http_status" and self.status in PERMANENT_STATUSES
+        )
+
+    @property
+    def retryable(self) -> bool:
+        """True when another attempt at the same URL may succeed soon."""
+        return download_retryable(self.reason, self.status)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.url, self.reason, self.message, self.status))
+
+
+class DownloadAttemptFailed(PfsyncError):
+    """One attempt of a download failed; the downloader retries it or raises ImageDownloadError."""
+
+    def __init__(self, reason: str, cause: str, status: int | None = None) -> None:
+        super().__init__(cause)
+        self.reason = reason
+        self.cause = cause
+        self.status = status

@@ -10,6 +10,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from pfsync_app.exceptions import InvalidEvent
 from pfsync_app.jobs import webhooks
 
 logger = logging.getLogger("pfsync.webhooks")
@@ -51,7 +52,7 @@ def webhook(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": problem}, status=403)
     try:
         event = webhooks.parse_event(body)
-    except webhooks.InvalidEvent as exc:
+    except InvalidEvent as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     try:
         row, created = webhooks.store_event(event)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from pfsync_app.atlas.errors import AtlasError
+from pfsync_app.exceptions import AreaError
 from pfsync_app.jobs import areas
 from pfsync_app.jobs.clients import build_client
 from pfsync_app.jobs.sync import SyncOptions, run_sync
@@ -155,14 +156,14 @@ def test_search_narrows_by_location_type_in_any_case(client):
 def test_search_text_shorter_than_two_characters_is_refused_before_any_request(client, atlas):
     atlas.clear_requests()
 
-    with pytest.raises(areas.AreaError, match="at least 2 characters"):
+    with pytest.raises(AreaError, match="at least 2 characters"):
         areas.search_locations(client, " a ")
 
     assert atlas.requests == []
 
 
 def test_search_with_an_unknown_location_type_is_refused(client):
-    with pytest.raises(areas.AreaError, match="'BUILDING' is not one the API knows"):
+    with pytest.raises(AreaError, match="'BUILDING' is not one the API knows"):
         areas.search_locations(client, "Dubai", type="BUILDING")
 
 
@@ -212,7 +213,7 @@ def test_a_second_link_of_the_same_location_is_refused(synced):
     second = Area.objects.create(name="Second")
     areas.link_location(location_id, first.pk)
 
-    with pytest.raises(areas.AreaError, match=f"already linked to area {first.pk} 'First'"):
+    with pytest.raises(AreaError, match=f"already linked to area {first.pk} 'First'"):
         areas.link_location(location_id, second.pk, force=True)
 
     assert Area.objects.get(pk=second.pk).pf_location_id is None
@@ -236,7 +237,7 @@ def test_link_of_an_area_that_links_another_location_needs_force(synced):
     area = Area.objects.create(name="Moving")
     areas.link_location(old, area.pk)
 
-    with pytest.raises(areas.AreaError, match=f"already links location {old}; use --force"):
+    with pytest.raises(AreaError, match=f"already links location {old}; use --force"):
         areas.link_location(new, area.pk)
     result = areas.link_location(new, area.pk, force=True)
 
@@ -248,7 +249,7 @@ def test_link_of_an_area_that_links_another_location_needs_force(synced):
 
 
 def test_link_to_an_area_that_does_not_exist_is_refused(synced):
-    with pytest.raises(areas.AreaError, match="area 999999 does not exist"):
+    with pytest.raises(AreaError, match="area 999999 does not exist"):
         areas.link_location(50, 999999)
 
     assert not Area.objects.filter(pf_location_id=50).exists()
@@ -261,14 +262,14 @@ def test_link_to_an_area_that_does_not_exist_is_refused(synced):
 def test_link_with_a_bad_location_id_is_refused(db, location_id, message):
     area = Area.objects.create(name="Somewhere")
 
-    with pytest.raises(areas.AreaError, match=message):
+    with pytest.raises(AreaError, match=message):
         areas.link_location(location_id, area.pk)
 
 
 def test_link_needs_either_an_area_or_a_name_to_create(db):
-    with pytest.raises(areas.AreaError, match="either an AREA_ID or --create NAME"):
+    with pytest.raises(AreaError, match="either an AREA_ID or --create NAME"):
         areas.link_location(50)
-    with pytest.raises(areas.AreaError, match="either an AREA_ID or --create NAME"):
+    with pytest.raises(AreaError, match="either an AREA_ID or --create NAME"):
         areas.link_location(50, 1, create_name="Dubai Marina")
 
 
@@ -287,7 +288,7 @@ def test_link_create_inserts_an_area_and_gives_it_the_waiting_properties(synced)
 def test_link_create_refuses_a_name_another_area_has_unless_forced(synced):
     existing = Area.objects.create(name="Dubai Marina")
 
-    with pytest.raises(areas.AreaError, match=f"pf_areas link 50 {existing.pk}"):
+    with pytest.raises(AreaError, match=f"pf_areas link 50 {existing.pk}"):
         areas.link_location(50, create_name="dubai marina")
     result = areas.link_location(50, create_name="dubai marina", force=True)
 
@@ -298,7 +299,7 @@ def test_link_create_refuses_a_name_another_area_has_unless_forced(synced):
 def test_link_create_of_a_location_another_area_links_inserts_nothing(synced):
     Area.objects.create(name="Dubai Marina", pf_location_id=50)
 
-    with pytest.raises(areas.AreaError, match="location 50 is already linked"):
+    with pytest.raises(AreaError, match="location 50 is already linked"):
         areas.link_location(50, create_name="Marina again")
 
     assert not Area.objects.filter(name="Marina again").exists()

@@ -21,7 +21,8 @@ import pytest
 import requests
 from django.core.files.storage import FileSystemStorage, InMemoryStorage
 
-from pfsync_app.media.download import ImageDownloader, ImageDownloadError, download_image
+from pfsync_app.exceptions import ImageDownloadError
+from pfsync_app.media.download import ImageDownloader, download_image
 from pfsync_app.media.files import TEMP_DIR_NAME, verify_stored
 
 

@@ -13,12 +13,8 @@ import pytest
 import requests
 from django.core.files.storage import InMemoryStorage
 
-from pfsync_app.media.download import (
-    ImageDownloader,
-    ImageDownloadError,
-    check_url,
-    sniff_image_type,
-)
+from pfsync_app.exceptions import ImageDownloadError
+from pfsync_app.media.download import ImageDownloader, check_url, sniff_image_type
 from pfsync_app.media.policy import safe_url
 
 PUBLIC = "93.184.216.34"

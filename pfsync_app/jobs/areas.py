@@ -19,9 +19,9 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from pfsync_app.atlas import records
-from pfsync_app.checks import first_line
+from pfsync_app.exceptions import AreaError, WriterBusy, first_line
 from pfsync_app.models import Area, ListingState, Property
-from pfsync_app.writers.lock import LockBusy, writer_lock
+from pfsync_app.writers.lock import writer_lock
 
 MIN_SEARCH_CHARS = 2
 AREA_NAME_MAX = Area._meta.get_field("name").max_length
@@ -51,10 +51,6 @@ NO_MATCH = "none"
 TAKEN = "taken"
 DUPLICATE = "duplicate"
 UNSEARCHABLE = "unsearchable"
-
-
-class AreaError(Exception):
-    """A request pf_areas refuses (bad id, location already linked...); one sentence."""
 
 
 @dataclass(frozen=True)
@@ -271,7 +267,7 @@ def link_location(
                 raise AreaError(
                     f"location {location_id} could not be linked: {first_line(exc)}."
                 ) from None
-    except LockBusy as exc:
+    except WriterBusy as exc:
         raise AreaError(f"{exc}; link again when it has finished.") from None
 
 

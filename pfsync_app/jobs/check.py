@@ -20,7 +20,7 @@ from django.db import DatabaseError
 from django.db.models import Q, QuerySet
 
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.exceptions import SyncAborted
+from pfsync_app.exceptions import SyncAborted, UnknownProperty
 from pfsync_app.jobs.sync import preflight
 from pfsync_app.media.files import StoredFiles, error_text, verify_stored
 from pfsync_app.models import ImageFile, Property, PropertyImage
@@ -45,10 +45,6 @@ CHUNK_SIZE = 2000
 
 
 _ROW_FIELDS = ("id", "property_id", "property__pf_id", "image", "source_url", "position")
-
-
-class UnknownProperty(SyncAborted):
-    """``--property PF_ID`` names no property of the host."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,13 @@ from django.utils import timezone
 
 from pfsync_app.atlas import AtlasClient, records
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError
-from pfsync_app.checks import first_line
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.exceptions import SyncAborted, WriterBusy
+from pfsync_app.exceptions import (
+    PERMANENT_STATUSES,
+    ImageDownloadError,
+    SyncAborted,
+    first_line,
+)
 from pfsync_app.jobs.check import (
     MissingImage,
     describe,
@@ -31,16 +35,11 @@ from pfsync_app.jobs.check import (
     require_property,
 )
 from pfsync_app.jobs.sync import preflight
-from pfsync_app.media.download import (
-    PERMANENT_STATUSES,
-    ImageDownloader,
-    ImageDownloadError,
-    StoredImage,
-)
+from pfsync_app.media.download import ImageDownloader, StoredImage
 from pfsync_app.models import PropertyImage
 from pfsync_app.reports.recorder import RunRecorder, recording_outcome
 from pfsync_app.writers.images import record_checksums
-from pfsync_app.writers.lock import LockBusy, writer_lock
+from pfsync_app.writers.lock import writer_lock
 
 # Listings fetched again in one go once this many properties have dead image URLs.
 REFETCH_BATCH = 50
@@ -206,10 +205,7 @@ class Repair:
                 preflight()
                 require_property(self.options.pf_id)
                 if not self.options.dry_run:
-                    try:
-                        stack.enter_context(writer_lock("pf_repair"))
-                    except LockBusy as exc:
-                        raise WriterBusy(str(exc)) from None
+                    stack.enter_context(writer_lock("pf_repair"))
             except SyncAborted as exc:
                 record_abort("pf_repair", options, str(exc))
                 raise

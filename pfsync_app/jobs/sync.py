@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from pfsync_app.atlas import AtlasClient, records
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError
-from pfsync_app.checks import check_host_schema, check_settings, first_line
+from pfsync_app.checks import check_host_schema, check_settings
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.exceptions import SyncAborted, WriterBusy
+from pfsync_app.exceptions import ImageDownloadError, SyncAborted, first_line
 from pfsync_app.jobs.pipeline import Prefetcher, Progress, prefetch
 from pfsync_app.mapping import (
     PropertyValues,
@@ -34,7 +34,7 @@ from pfsync_app.mapping import (
     map_listing,
     map_user,
 )
-from pfsync_app.media.download import ImageDownloader, ImageDownloadError, StoredImage
+from pfsync_app.media.download import ImageDownloader, StoredImage
 from pfsync_app.media.files import storage_write_problem, sweep_stale_downloads
 from pfsync_app.models import ListingState, Property, PropertyImage
 from pfsync_app.reports.recorder import RunRecorder, recording_outcome
@@ -46,7 +46,7 @@ from pfsync_app.writers.listings import (
     save_listing,
     unpublish,
 )
-from pfsync_app.writers.lock import LockBusy, writer_lock
+from pfsync_app.writers.lock import writer_lock
 from pfsync_app.writers.outcomes import CREATED, UPDATED, UserOutcome
 from pfsync_app.writers.users import save_user, unchanged_users
 
@@ -135,10 +135,7 @@ class Sync:
                 raise SyncAborted(f"{problem} (check MEDIA_ROOT and its permissions)")
         with ExitStack() as stack:
             if not self.options.dry_run:
-                try:
-                    stack.enter_context(writer_lock("pf_sync"))
-                except LockBusy as exc:
-                    raise WriterBusy(str(exc)) from None
+                stack.enter_context(writer_lock("pf_sync"))
             return self._run()
 
     def _run(self) -> SyncResult:

@@ -34,7 +34,13 @@ from django.utils.crypto import constant_time_compare
 
 from pfsync_app.atlas import AtlasClient, AtlasError
 from pfsync_app.conf import SETTINGS, pfsync_settings
-from pfsync_app.exceptions import SyncAborted, WriterBusy
+from pfsync_app.exceptions import (
+    EventDeferred,
+    EventIgnored,
+    InvalidEvent,
+    SyncAborted,
+    WriterBusy,
+)
 from pfsync_app.jobs.sync import SyncOptions, record_user_outcome, run_sync
 from pfsync_app.mapping import map_user
 from pfsync_app.media.download import ImageDownloader
@@ -76,18 +82,6 @@ _FIELD_LIMITS = {
     for name in ("event_id", "event_type", "entity_type", "entity_id")
 }
 _NOTE_LIMIT = 2000
-
-
-class InvalidEvent(ValueError):
-    """The request body is not a usable webhook event; the message says why."""
-
-
-class _Deferred(Exception):
-    """The event must wait (the writer lock is held): it stays pending, no attempt counted."""
-
-
-class _Ignored(Exception):
-    """There is nothing to do for the event; the message says why."""
 
 
 # ---------------------------------------------------------------------------
@@ -334,14 +328,14 @@ class _Batch:
 
 def _entity_id(event: WebhookEvent) -> str:
     if not event.entity_id:
-        raise _Ignored("the event names no entity id")
+        raise EventIgnored("the event names no entity id")
     return event.entity_id
 
 
 def _user_id(event: WebhookEvent) -> int:
     entity_id = _entity_id(event)
     if not entity_id.isdigit():
-        raise _Ignored(f"user id {entity_id!r} is not a number")
+        raise EventIgnored(f"user id {entity_id!r} is not a number")
     return int(entity_id)
 
 
@@ -364,7 +358,7 @@ def _listing_published(event: WebhookEvent, batch: _Batch) -> str:
     delays = iter(LOCK_RETRY_DELAYS)
     while True:
         if not _listing_lock.acquire(timeout=LISTING_LOCK_TIMEOUT):
-            raise _Deferred("another listing event of this process was still being synced")
+            raise EventDeferred("another listing event of this process was still being synced")
         try:
             result = run_sync(
                 SyncOptions(listing_ids=[pf_id]),
@@ -377,7 +371,7 @@ def _listing_published(event: WebhookEvent, batch: _Batch) -> str:
             text = str(exc)
             delay = None if _scheduled_run_holds_the_lock() else next(delays, None)
             if delay is None:
-                raise _Deferred(f"waiting for the writer lock: {text}") from None
+                raise EventDeferred(f"waiting for the writer lock: {text}") from None
         finally:
             _listing_lock.release()
         # Another event's short sync (in another process) holds the lock: wait a little.
@@ -413,7 +407,7 @@ def _user_synced(event: WebhookEvent, batch: _Batch) -> str:
     user_id = _user_id(event)
     record = batch.client().get_user(user_id)
     if record is None:
-        raise _Ignored(f"Property Finder returns no user {user_id}; nothing was synced")
+        raise EventIgnored(f"Property Finder returns no user {user_id}; nothing was synced")
     values = map_user(record)
     outcome = save_user(values)
     record_user_outcome(batch.recorder, user_id, values, outcome, f"{event.event_type} event")
@@ -514,14 +508,14 @@ def _process_one(event: WebhookEvent, batch: _Batch, summary: ProcessSummary) ->
     where = f"{event.event_type} {event.entity_id}".strip()
     try:
         if handler is None:
-            raise _Ignored(f"pfsync does not act on {event.event_type} events")
+            raise EventIgnored(f"pfsync does not act on {event.event_type} events")
         note = handler(event, batch)
-    except _Deferred as exc:
+    except EventDeferred as exc:
         event.attempts -= 1
         _settle(event, WebhookEvent.Status.PENDING, str(exc), attempts=F("attempts") - 1)
         summary.deferred += 1
         batch.recorder.warning("webhook.deferred", f"{where}: {exc}", pf_id=event.entity_id)
-    except _Ignored as exc:
+    except EventIgnored as exc:
         _settle(event, WebhookEvent.Status.IGNORED, str(exc))
         summary.ignored += 1
         batch.recorder.info("webhook.ignored", f"{where}: {exc}", pf_id=event.entity_id)

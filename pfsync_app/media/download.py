@@ -32,9 +32,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 import pfsync_app
 from pfsync_app.conf import pfsync_settings
+from pfsync_app.exceptions import DownloadAttemptFailed, ImageDownloadError, download_retryable
 from pfsync_app.media.files import CHUNK_SIZE, TEMP_DIR_NAME
 from pfsync_app.media.policy import (
-    AttemptFailed,
     error_causes,
     os_error_text,
     require_allowed_url,
@@ -50,61 +50,10 @@ USER_AGENT = f"pfsync/{pfsync_app.__version__}"
 MAX_REDIRECTS = 5
 
 
-REASONS = frozenset(
-    {
-        "blocked_url",
-        "http_status",
-        "timeout",
-        "connection",
-        "too_large",
-        "not_an_image",
-        "truncated",
-        "storage",
-    }
-)
-
-
-PERMANENT_STATUSES = frozenset({403, 404, 410})
-
-
-PERMANENT_REASONS = frozenset({"blocked_url", "not_an_image", "too_large"})
-
-
-TRANSIENT_REASONS = frozenset({"timeout", "connection", "truncated"})
-
-
 IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}
 
 
 SNIFF_BYTES = 12
-
-
-class ImageDownloadError(Exception):
-    """An image could not be downloaded and stored; ``reason`` says why."""
-
-    def __init__(self, url: str, reason: str, message: str, status: int | None = None) -> None:
-        if reason not in REASONS:
-            raise ValueError(f"unknown image download failure reason {reason!r}")
-        super().__init__(message)
-        self.url = url
-        self.reason = reason
-        self.message = message
-        self.status = status
-
-    @property
-    def permanent(self) -> bool:
-        """True when trying the same URL again cannot help (the URL must change)."""
-        return self.reason in PERMANENT_REASONS or (
-            self.reason == "http_status" and self.status in PERMANENT_STATUSES
-        )
-
-    @property
-    def retryable(self) -> bool:
-        """True when another attempt at the same URL may succeed soon."""
-        return _retryable(self.reason, self.status)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.url, self.reason, self.message, self.status))
 
 
 @dataclass(frozen=True)
@@ -268,7 +217,10 @@ class ImageDownloader:
             stop=stop_after_attempt(self.max_retries),
             wait=wait_exponential(multiplier=self.retry_delay, exp_base=2),
             retry=retry_if_exception(
-                lambda exc: isinstance(exc, AttemptFailed) and _retryable(exc.reason, exc.status)
+                lambda exc: (
+                    isinstance(exc, DownloadAttemptFailed)
+                    and download_retryable(exc.reason, exc.status)
+                )
             ),
             before_sleep=lambda state: self._log_retry(url, state),
             sleep=self.sleep,
@@ -276,7 +228,7 @@ class ImageDownloader:
         )
         try:
             return retrying(attempt)
-        except AttemptFailed as exc:
+        except DownloadAttemptFailed as exc:
             error = _final_error(url, exc, attempts)
             logger.warning("%s", error.message)
             raise error from exc
@@ -304,7 +256,7 @@ class ImageDownloader:
     def _remaining(self, deadline: float) -> float:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AttemptFailed("timeout", self._timeout_text())
+            raise DownloadAttemptFailed("timeout", self._timeout_text())
         return remaining
 
     def _timeout_text(self) -> str:
@@ -316,9 +268,9 @@ class ImageDownloader:
         for hop in range(MAX_REDIRECTS + 1):
             try:
                 require_allowed_url(current, self.allow_private_hosts)
-            except AttemptFailed as exc:
+            except DownloadAttemptFailed as exc:
                 if hop and exc.reason == "blocked_url":
-                    raise AttemptFailed(
+                    raise DownloadAttemptFailed(
                         "blocked_url", f"it redirects to {safe_url(current)} and {exc.cause}"
                     ) from exc
                 raise
@@ -341,9 +293,9 @@ class ImageDownloader:
                     auth=_no_credentials,
                 )
             except requests.Timeout as exc:
-                raise AttemptFailed("timeout", self._timeout_text()) from exc
+                raise DownloadAttemptFailed("timeout", self._timeout_text()) from exc
             except requests.RequestException as exc:
-                raise AttemptFailed(
+                raise DownloadAttemptFailed(
                     "connection", f"connection failed: {os_error_text(exc)}"
                 ) from exc
             location = response.headers.get("Location")
@@ -353,11 +305,11 @@ class ImageDownloader:
                 continue
             if response.status_code != 200:
                 response.close()
-                raise AttemptFailed(
+                raise DownloadAttemptFailed(
                     "http_status", _status_text(response), status=response.status_code
                 )
             return response
-        raise AttemptFailed(
+        raise DownloadAttemptFailed(
             "http_status",
             f"more than {MAX_REDIRECTS} redirects",
             status=response.status_code,
@@ -367,12 +319,12 @@ class ImageDownloader:
         """Validate and stream the body into a temporary file, then save it to storage."""
         declared_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if not declared_type.startswith("image/"):
-            raise AttemptFailed(
+            raise DownloadAttemptFailed(
                 "not_an_image", f"Content-Type {declared_type or '(none)'!r} is not an image"
             )
         expected = _content_length(response)
         if expected is not None and expected > self.max_bytes:
-            raise AttemptFailed(
+            raise DownloadAttemptFailed(
                 "too_large", f"{expected} bytes is more than the {self.max_bytes} allowed"
             )
         temp, temp_path = self._temp_file()
@@ -409,7 +361,7 @@ class ImageDownloader:
             for chunk in response.iter_content(CHUNK_SIZE):
                 size += len(chunk)
                 if size > self.max_bytes:
-                    raise AttemptFailed(
+                    raise DownloadAttemptFailed(
                         "too_large", f"body passed the {self.max_bytes} bytes allowed"
                     )
                 if len(head) < SNIFF_BYTES:
@@ -421,19 +373,21 @@ class ImageDownloader:
                 self._remaining(deadline)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             if watchdog.fired or time.monotonic() >= deadline or _is_read_timeout(exc):
-                raise AttemptFailed("timeout", self._timeout_text()) from exc
+                raise DownloadAttemptFailed("timeout", self._timeout_text()) from exc
             if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-                raise AttemptFailed("truncated", _short_body_text(expected)) from exc
-            raise AttemptFailed("connection", f"connection failed: {os_error_text(exc)}") from exc
+                raise DownloadAttemptFailed("truncated", _short_body_text(expected)) from exc
+            raise DownloadAttemptFailed(
+                "connection", f"connection failed: {os_error_text(exc)}"
+            ) from exc
         if watchdog.fired:
-            raise AttemptFailed("timeout", self._timeout_text())
+            raise DownloadAttemptFailed("timeout", self._timeout_text())
         if expected is not None and size != expected:
-            raise AttemptFailed("truncated", _short_body_text(expected))
+            raise DownloadAttemptFailed("truncated", _short_body_text(expected))
         extension = _require_image(head)
         try:
             temp.flush()
         except OSError as exc:
-            raise AttemptFailed(
+            raise DownloadAttemptFailed(
                 "storage", f"cannot write temporary file: {os_error_text(exc)}"
             ) from exc
         return size, hasher.hexdigest(), extension
@@ -450,7 +404,7 @@ class ImageDownloader:
                 return temp, temp.name
             return tempfile.TemporaryFile(), None
         except OSError as exc:
-            raise AttemptFailed(
+            raise DownloadAttemptFailed(
                 "storage", f"cannot create a temporary file: {os_error_text(exc)}"
             ) from exc
 
@@ -464,7 +418,9 @@ class ImageDownloader:
         try:
             return self.storage.save(name, content)
         except Exception as exc:
-            raise AttemptFailed("storage", f"cannot save {name}: {_storage_text(exc)}") from exc
+            raise DownloadAttemptFailed(
+                "storage", f"cannot save {name}: {_storage_text(exc)}"
+            ) from exc
 
 
 def _no_credentials(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -476,17 +432,12 @@ def _setting(value: Any, name: str) -> Any:
     return getattr(pfsync_settings, name) if value is None else value
 
 
-def _retryable(reason: str, status: int | None) -> bool:
-    """Connection trouble, timeouts, short bodies, 429 and 5xx are worth another attempt."""
-    if reason == "http_status":
-        return status == 429 or (status or 0) >= 500
-    return reason in TRANSIENT_REASONS
-
-
 def _require_image(head: bytes) -> str:
     extension = sniff_image_type(head)
     if extension is None:
-        raise AttemptFailed("not_an_image", "the content is not a JPEG, PNG, WebP or GIF image")
+        raise DownloadAttemptFailed(
+            "not_an_image", "the content is not a JPEG, PNG, WebP or GIF image"
+        )
     return extension
 
 
@@ -494,7 +445,7 @@ def _write(temp: IO[bytes], chunk: bytes) -> None:
     try:
         temp.write(chunk)
     except OSError as exc:
-        raise AttemptFailed(
+        raise DownloadAttemptFailed(
             "storage", f"cannot write temporary file: {os_error_text(exc)}"
         ) from exc
 
@@ -545,7 +496,7 @@ def check_url(url: str, *, allow_private_hosts: bool = False) -> None:
     """Refuse ``url`` unless it is https on public addresses (any http(s) host if allowed)."""
     try:
         require_allowed_url(url, allow_private_hosts)
-    except AttemptFailed as exc:
+    except DownloadAttemptFailed as exc:
         raise _final_error(url, exc, attempts=0) from exc
 
 
@@ -553,7 +504,7 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def _final_error(url: str, failure: AttemptFailed, attempts: int) -> ImageDownloadError:
+def _final_error(url: str, failure: DownloadAttemptFailed, attempts: int) -> ImageDownloadError:
     """The error download() raises: one sentence naming the URL, the cause and the attempts."""
     if failure.reason == "blocked_url" or attempts == 0:
         message = f"image {safe_url(url)}: refused, {failure.cause}"

@@ -18,9 +18,8 @@ from typing import Any
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import FileSystemStorage, Storage
 
-from pfsync_app.checks import first_line
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.exceptions import SyncAborted
+from pfsync_app.exceptions import SyncAborted, first_line
 from pfsync_app.media.policy import os_error_text
 
 logger = logging.getLogger("pfsync.media")

@@ -12,19 +12,11 @@ import socket
 from urllib.parse import urlsplit, urlunsplit
 
 # Cloud metadata endpoints are refused by name as well, whatever else they are.
+from pfsync_app.exceptions import DownloadAttemptFailed
+
 METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 )
-
-
-class AttemptFailed(Exception):
-    """One attempt failed; download() turns it into an ImageDownloadError naming the URL."""
-
-    def __init__(self, reason: str, cause: str, status: int | None = None) -> None:
-        super().__init__(cause)
-        self.reason = reason
-        self.cause = cause
-        self.status = status
 
 
 def safe_url(url: str) -> str:
@@ -71,28 +63,28 @@ def _resolve(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise AttemptFailed(
+        raise DownloadAttemptFailed(
             "connection", f"cannot resolve host {host}: {os_error_text(exc)}"
         ) from exc
     return [str(info[4][0]).split("%", 1)[0] for info in infos]
 
 
 def require_allowed_url(url: str, allow_private_hosts: bool) -> None:
-    """Raise AttemptFailed("blocked_url") if policy refuses ``url``."""
+    """Raise DownloadAttemptFailed("blocked_url") if policy refuses ``url``."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
         port = parts.port
     except ValueError as exc:
-        raise AttemptFailed("blocked_url", f"not a valid URL ({exc})") from exc
+        raise DownloadAttemptFailed("blocked_url", f"not a valid URL ({exc})") from exc
     allowed_schemes = ("http", "https") if allow_private_hosts else ("https",)
     if parts.scheme not in allowed_schemes:
-        raise AttemptFailed(
+        raise DownloadAttemptFailed(
             "blocked_url",
             f"scheme {parts.scheme or '(none)'!r} is not {' or '.join(allowed_schemes)}",
         )
     if not host:
-        raise AttemptFailed("blocked_url", "the URL has no host")
+        raise DownloadAttemptFailed("blocked_url", "the URL has no host")
     if allow_private_hosts:
         return
     # requests resolves the name again to connect; a DNS server answering
@@ -105,12 +97,12 @@ def require_allowed_url(url: str, allow_private_hosts: bool) -> None:
     else:
         addresses = [host]
     if not addresses:
-        raise AttemptFailed("connection", f"host {host} resolves to no address")
+        raise DownloadAttemptFailed("connection", f"host {host} resolves to no address")
     for text in addresses:
         why = _why_not_public(ipaddress.ip_address(text))
         if why is not None:
             shown = host if text == host else f"{host} ({text})"
-            raise AttemptFailed("blocked_url", f"{shown} is {why}")
+            raise DownloadAttemptFailed("blocked_url", f"{shown} is {why}")
 
 
 def error_causes(exc: BaseException) -> list[BaseException]:

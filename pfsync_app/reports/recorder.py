@@ -20,9 +20,8 @@ from typing import Any
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from pfsync_app.checks import first_line
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.exceptions import SyncAborted
+from pfsync_app.exceptions import SyncAborted, first_line
 from pfsync_app.models import ReportEntry, SyncRun
 from pfsync_app.reports.logs import (
     one_line,

@@ -25,7 +25,7 @@ from django.db import (
 )
 from django.utils import timezone
 
-from pfsync_app.checks import first_line
+from pfsync_app.exceptions import WriterBusy, first_line
 from pfsync_app.models import RunLock
 
 logger = logging.getLogger("pfsync.locking")
@@ -38,10 +38,6 @@ LOCK_NAME = "pfsync-writer"
 ADVISORY_KEY = 0x7066_7379_6E63
 
 
-class LockBusy(Exception):
-    """Another pf_sync or pf_repair holds the lock."""
-
-
 def _busy_message(holder: RunLock | None) -> str:
     if holder is None or not holder.pid:
         return "another pf_sync is running"
@@ -52,7 +48,7 @@ def _busy_message(holder: RunLock | None) -> str:
 
 @contextmanager
 def writer_lock(command: str, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
-    """Hold pfsync's writer lock for the block; raise LockBusy when another run holds it."""
+    """Hold pfsync's writer lock for the block; raise WriterBusy when another run holds it."""
     connection = connections[using]
     me = {"pid": os.getpid(), "hostname": socket.gethostname(), "command": command}
     if connection.vendor == "postgresql":
@@ -60,7 +56,7 @@ def writer_lock(command: str, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_KEY])
             (acquired,) = cursor.fetchone()
         if not acquired:
-            raise LockBusy(_busy_message(RunLock.objects.filter(name=LOCK_NAME).first()))
+            raise WriterBusy(_busy_message(RunLock.objects.filter(name=LOCK_NAME).first()))
         try:
             _claim_row(me, check_holder=False)
             yield
@@ -107,7 +103,7 @@ def _claim_row(me: dict, *, check_holder: bool) -> None:
         if check_holder and holder.pid and holder.pid != me["pid"]:
             same_host = holder.hostname == me["hostname"]
             if not same_host or process_is_alive(holder.pid):
-                raise LockBusy(_busy_message(holder))
+                raise WriterBusy(_busy_message(holder))
         # The row is updated, never deleted: pfsync issues no DELETE at all.
         RunLock.objects.filter(pk=holder.pk).update(acquired_at=timezone.now(), **me)
 

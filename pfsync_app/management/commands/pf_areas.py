@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pfsync_app.atlas.errors import AtlasError
+from pfsync_app.exceptions import AreaError
 from pfsync_app.jobs import areas
 from pfsync_app.jobs.clients import build_client
 
@@ -85,7 +86,7 @@ class Command(BaseCommand):
         }
         try:
             handlers[options["action"]](options)
-        except areas.AreaError as exc:
+        except AreaError as exc:
             raise CommandError(str(exc), returncode=2) from None
         except AtlasError as exc:
             raise CommandError(f"Property Finder API: {exc}", returncode=2) from None
@@ -135,7 +136,7 @@ class Command(BaseCommand):
     def link(self, options: dict[str, Any]) -> None:
         # link_location refuses both too; for neither, a sentence that says what to give.
         if options["area_id"] is None and options["create"] is None:
-            raise areas.AreaError("give the AREA_ID to link to, or --create NAME for a new area.")
+            raise AreaError("give the AREA_ID to link to, or --create NAME for a new area.")
         result = areas.link_location(
             options["location_id"],
             options["area_id"],
