@@ -14,14 +14,13 @@ Ids are stable; each message has a hint that tells the user what to change.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from numbers import Number
 from typing import Any
 
 from django.core import checks
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import DatabaseError
 
-from pfsync_app.conf import DEFAULT_TABLES, pfsync_settings
+from pfsync_app.conf import DEFAULT_TABLES, SETTINGS, pfsync_settings
 from pfsync_app.exceptions import first_line
 
 HOST_MODEL_KEYS = tuple(DEFAULT_TABLES)
@@ -120,55 +119,22 @@ def pending_migrations(using: str) -> int:
         return 0
 
 
-# The Atlas client and the downloads refuse 0 for these (a timeout of 0, a rate limit of
-# 0 a minute, no attempt at all): caught here, before any work starts.
-_POSITIVE_INTS = (
-    "PF_SYNC_CONCURRENCY",
-    "IMAGE_DOWNLOAD_MAX_RETRIES",
-    "PF_IMAGE_MAX_BYTES",
-    "PF_API_MAX_ATTEMPTS",
-    "PF_API_REQUESTS_PER_MINUTE",
-    "PF_API_TOKEN_REQUESTS_PER_MINUTE",
-)
-_POSITIVE_NUMBERS = ("IMAGE_DOWNLOAD_TIMEOUT", "PF_API_TIMEOUT")
-_NON_NEGATIVE_NUMBERS = (
-    "IMAGE_DOWNLOAD_RETRY_DELAY",
-    "PF_API_MAX_RETRY_WAIT",
-    "PF_SYNC_MAX_UNPUBLISH_PERCENT",
-    "PF_REPORT_MAX_ENTRIES",
-)
-
-
 @checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
-    """Check the types and ranges of pfsync's settings before any work starts."""
+    """Check every pfsync setting against its registry rule before any work starts."""
     messages: list[checks.CheckMessage] = []
-
-    def wrong(name: str, expected: str) -> None:
-        value = getattr(pfsync_settings, name)
-        messages.append(
-            checks.Error(
-                f"{name} must be {expected}, got {value!r}.",
-                hint=f"Set {name} in the environment or in the Django settings.",
-                id="pfsync.E010",
+    wrong = set()
+    for setting in SETTINGS:
+        problem = setting.problem(setting.current())
+        if problem:
+            wrong.add(setting.name)
+            where = (
+                "the environment or the Django settings" if setting.env else "the Django settings"
             )
-        )
-
-    for name in _POSITIVE_INTS:
-        value = getattr(pfsync_settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            wrong(name, "a whole number of at least 1")
-    for name in _POSITIVE_NUMBERS:
-        value = getattr(pfsync_settings, name)
-        if isinstance(value, bool) or not isinstance(value, Number) or not value > 0:
-            wrong(name, "a number above 0")
-    for name in _NON_NEGATIVE_NUMBERS:
-        value = getattr(pfsync_settings, name)
-        if isinstance(value, bool) or not isinstance(value, Number) or not value >= 0:
-            wrong(name, "a number of at least 0")
-    if not str(pfsync_settings.PF_API_URL).startswith(("https://", "http://")):
-        wrong("PF_API_URL", "an http(s) URL such as https://atlas.propertyfinder.com")
-    tables = pfsync_settings.PFSYNC_TABLES
+            messages.append(
+                checks.Error(problem, hint=f"Set {setting.name} in {where}.", id="pfsync.E010")
+            )
+    tables = {} if "PFSYNC_TABLES" in wrong else pfsync_settings.PFSYNC_TABLES
     unknown = set(tables) - set(HOST_MODEL_KEYS)
     if unknown:
         messages.append(

@@ -1,16 +1,22 @@
-"""Every pfsync setting in one place: its name, default and meaning.
+"""Every pfsync setting in one place: its name, kind, bounds, default and meaning.
 
-Each setting is a Django setting of the same name as the environment variable
-the old service used (``PF_API_URL``, ``IMAGE_DOWNLOAD_TIMEOUT``...). The host
-project fills them from the environment (see ``project_settings/settings.py``);
+Each setting is a Django setting of the same name as its environment variable
+(the old service's names, ``PF_API_URL``, ``IMAGE_DOWNLOAD_TIMEOUT``..., are
+kept). This registry is the one source: ``checks.check_settings`` validates
+each setting with ``Setting.problem``, the bundled host project reads the
+environment by iterating it (``project_settings/settings.py``), and README's
+Configuration table is generated from it (``scripts/readme-settings``).
 pfsync itself only ever reads Django settings, through ``pfsync_settings``, so
 ``override_settings`` works in tests and a host may set them any way it likes.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -21,50 +27,226 @@ DEFAULT_TABLES = {
     "image": "properties_propertyimage",
 }
 
+Kind = Literal["text", "url", "int", "float", "bool", "mapping"]
+
 
 @dataclass(frozen=True)
 class Setting:
-    """One pfsync setting: its Django/environment name, default and meaning."""
+    """One pfsync setting: its name, default and meaning, and the values it accepts.
+
+    ``help`` is the meaning as README.md shows it (Markdown). ``kind`` and
+    ``minimum`` are the rule ``problem`` applies. ``env``: the bundled host
+    project reads it from the environment variable of the same name (otherwise
+    it is a Django setting only). ``old_service``: the Go service had the same
+    variable. ``secret``: never shown, not even in the sentence that says it is
+    wrong.
+    """
 
     name: str
     default: Any
     help: str
+    kind: Kind = "text"
+    minimum: int | float | None = None
+    secret: bool = False
+    env: bool = True
+    old_service: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` for this setting, as one sentence, or None."""
+        got = f"got a value of type {type(value).__name__}" if self.secret else f"got {value!r}"
+        if self.kind in ("int", "float"):
+            if not _is_number(value, whole=self.kind == "int"):
+                wanted = "a whole number" if self.kind == "int" else "a number"
+                return f"{self.name} must be {wanted} (for example {_number(self.default)}), {got}."
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"{self.name} must be a finite number, {got}."
+            if self.minimum is not None and value < self.minimum:
+                return f"{self.name} must be at least {_number(self.minimum)}, {got}."
+            return None
+        rules = {
+            "bool": ("true or false", lambda v: isinstance(v, bool)),
+            "url": (f"an http(s) URL with a host, such as {self.default}", _is_http_url),
+            "mapping": ("a dict of table names", _is_mapping_of_text),
+            "text": ("text", lambda v: isinstance(v, str)),
+        }
+        expected, accepts = rules[self.kind]
+        return None if accepts(value) else f"{self.name} must be {expected}, {got}."
+
+    def current(self) -> Any:
+        """The host's Django setting of this name, or the default when it sets none."""
+        return getattr(settings, self.name, self.default)
+
+
+def _is_number(value: Any, *, whole: bool) -> bool:
+    """Whether ``value`` is an int (``whole``) or an int or float; a bool is neither."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if whole else isinstance(value, int | float)
+
+
+def _number(value: float) -> str:
+    """A number as a person writes it: 1024, 0.1, 30 (not 30.0)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _is_http_url(value: Any) -> bool:
+    """Whether ``value`` is an http or https URL that names a host."""
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _is_mapping_of_text(value: Any) -> bool:
+    """Whether ``value`` is a mapping whose values are all strings."""
+    return isinstance(value, Mapping) and all(isinstance(v, str) for v in value.values())
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("PF_API_URL", "https://atlas.propertyfinder.com", "Base URL of the Atlas API."),
-    Setting("PF_API_KEY", "", "Atlas API key (POST /v1/auth/token apiKey)."),
-    Setting("PF_API_SECRET", "", "Atlas API secret. Never logged."),
-    Setting("PF_API_TIMEOUT", 30.0, "Seconds allowed for one API request (connect and read)."),
-    Setting("PF_API_REQUESTS_PER_MINUTE", 650, "Client-side cap on API requests a minute."),
-    Setting("PF_API_TOKEN_REQUESTS_PER_MINUTE", 60, "Client-side cap on token requests a minute."),
-    Setting("PF_API_MAX_ATTEMPTS", 6, "Attempts per API request before giving up."),
-    Setting("PF_API_MAX_RETRY_WAIT", 120.0, "Seconds of back-off per API request, at most."),
-    Setting("IMAGE_DOWNLOAD_MAX_RETRIES", 3, "Attempts per image download."),
-    Setting("IMAGE_DOWNLOAD_RETRY_DELAY", 2.0, "First back-off between image attempts, seconds."),
-    Setting("IMAGE_DOWNLOAD_TIMEOUT", 10.0, "Seconds one image attempt may take in total."),
-    Setting("PF_IMAGE_MAX_BYTES", 25 * 1024 * 1024, "Largest image accepted, in bytes."),
-    Setting("PF_IMAGE_UPLOAD_DIR", "property_images", "Storage folder for downloaded images."),
+    Setting(
+        "PF_API_URL",
+        "https://atlas.propertyfinder.com",
+        "base URL of the Atlas API",
+        kind="url",
+        old_service=True,
+    ),
+    Setting("PF_API_KEY", "", "Atlas API key", old_service=True),
+    Setting("PF_API_SECRET", "", "Atlas API secret", secret=True, old_service=True),
+    Setting(
+        "PF_API_TIMEOUT",
+        30.0,
+        "seconds allowed for one API request (connecting and reading)",
+        kind="float",
+        minimum=0.1,
+    ),
+    Setting(
+        "PF_API_REQUESTS_PER_MINUTE",
+        650,
+        "pfsync's own cap on API requests per minute (Property Finder's default limit is 650)",
+        kind="int",
+        minimum=1,
+    ),
+    Setting(
+        "PF_API_TOKEN_REQUESTS_PER_MINUTE",
+        60,
+        "pfsync's own cap on token requests per minute",
+        kind="int",
+        minimum=1,
+        env=False,
+    ),
+    Setting(
+        "PF_API_MAX_ATTEMPTS",
+        6,
+        "attempts per API request before giving up",
+        kind="int",
+        minimum=1,
+        env=False,
+    ),
+    Setting(
+        "PF_API_MAX_RETRY_WAIT",
+        120.0,
+        "seconds of back-off per API request, at most",
+        kind="float",
+        minimum=0,
+        env=False,
+    ),
+    Setting(
+        "IMAGE_DOWNLOAD_MAX_RETRIES",
+        3,
+        "attempts per image in total",
+        kind="int",
+        minimum=1,
+        old_service=True,
+    ),
+    Setting(
+        "IMAGE_DOWNLOAD_RETRY_DELAY",
+        2.0,
+        "seconds before the second attempt; the wait doubles after each further attempt",
+        kind="float",
+        minimum=0,
+        old_service=True,
+    ),
+    Setting(
+        "IMAGE_DOWNLOAD_TIMEOUT",
+        10.0,
+        "seconds one image attempt may take in total (connecting and the whole body)",
+        kind="float",
+        minimum=0.1,
+        old_service=True,
+    ),
+    Setting(
+        "PF_IMAGE_MAX_BYTES",
+        25 * 1024 * 1024,
+        "largest image accepted, in bytes (the default is 25 MiB)",
+        kind="int",
+        minimum=1024,
+    ),
+    Setting(
+        "PF_IMAGE_UPLOAD_DIR",
+        "property_images",
+        "storage folder for downloaded images",
+        env=False,
+    ),
     Setting(
         "PF_MEDIA_ALLOW_PRIVATE_HOSTS",
         False,
-        "Allow image URLs on http and private/loopback addresses (sandbox and tests only).",
+        "allow image URLs on `http` and on private or loopback addresses. **Sandbox and tests "
+        "only**; otherwise only `https` on public addresses is fetched",
+        kind="bool",
     ),
-    Setting("PF_SYNC_CONCURRENCY", 16, "Image downloads in flight at once."),
+    Setting(
+        "PF_SYNC_CONCURRENCY",
+        16,
+        "image downloads in flight at once (pf_sync and pf_repair; `--concurrency` overrides)",
+        kind="int",
+        minimum=1,
+    ),
     Setting(
         "PF_SYNC_MAX_UNPUBLISH_PERCENT",
         10.0,
-        "Most published properties one run may unpublish, in percent.",
+        "most published properties one run may unpublish, in percent "
+        "(`--allow-mass-unpublish` overrides)",
+        kind="float",
+        minimum=0,
     ),
-    Setting("PF_REPORT_MAX_ENTRIES", 2000, "Report entries kept per run; a note says when cut."),
-    Setting("REPORT_FILE", "", "Daily report file; empty to write none."),
-    Setting("PF_WEBHOOK_SECRET", "", "Secret for the X-Signature HMAC of webhook events."),
+    Setting(
+        "PF_REPORT_MAX_ENTRIES",
+        2000,
+        "report entries kept per run; a warning entry says how many more there were",
+        kind="int",
+        minimum=0,
+        env=False,
+    ),
+    Setting(
+        "REPORT_FILE",
+        "",
+        "the daily report file; one line per pf_sync run is appended. Empty: no file "
+        "(the Docker image sets `/var/log/pfsync/report.txt`)",
+        old_service=True,
+    ),
+    Setting(
+        "PF_WEBHOOK_SECRET",
+        "",
+        "secret for the `X-Signature` HMAC of webhook events; at most 32 characters "
+        "(Property Finder's limit)",
+        secret=True,
+    ),
     Setting(
         "PF_WEBHOOK_ALLOW_UNSIGNED",
         False,
-        "Accept webhook events without a signature when no secret is set.",
+        "accept webhook events without a signature when no secret is set",
+        kind="bool",
     ),
-    Setting("PFSYNC_TABLES", DEFAULT_TABLES, "Names of the host tables pfsync writes into."),
+    Setting(
+        "PFSYNC_TABLES",
+        DEFAULT_TABLES,
+        "names of the host tables pfsync writes into, by key; name only those that differ",
+        kind="mapping",
+        env=False,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -78,7 +260,7 @@ class PfsyncSettings:
             setting = _BY_NAME[name]
         except KeyError:
             raise AttributeError(f"pfsync has no setting {name!r}") from None
-        value = getattr(settings, name, setting.default)
+        value = setting.current()
         if name == "PFSYNC_TABLES":
             return {**DEFAULT_TABLES, **(value or {})}
         return value

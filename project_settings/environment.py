@@ -9,12 +9,14 @@ a cron environment stops start-up instead of running with a silent default.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from pfsync_app.conf import Setting
 
 # libpq keywords that map onto Django's DATABASES keys; the rest go to OPTIONS.
 _DSN_KEYS = {
@@ -51,49 +53,27 @@ class Env:
         value = self.raw(name)
         return default if value is None else value
 
-    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
-        """A whole-number variable."""
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"{name} must be a whole number (for example {default}), got {value!r}."
-            ) from None
-        if minimum is not None and number < minimum:
-            raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}.")
-        return number
-
-    def float(self, name: str, default: float, *, minimum: float | None = None) -> float:
-        """A number of seconds, a percentage or any other decimal number."""
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"{name} must be a number (for example {default:g}), got {value!r}."
-            ) from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}.")
-        if minimum is not None and number < minimum:
-            raise ImproperlyConfigured(f"{name} must be at least {minimum:g}, got {value!r}.")
-        return number
-
     def bool(self, name: str, default: bool = False) -> bool:
         """A yes/no variable: true/false, 1/0, yes/no, on/off."""
         value = self.raw(name)
         if value is None:
             return default
-        lowered = value.lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}.")
+        answer = _yes_or_no(value)
+        if answer is None:
+            raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}.")
+        return answer
+
+    def setting(self, setting: Setting) -> Any:
+        """A pfsync setting from the variable of its name, held to the registry's rule."""
+        text = self.raw(setting.name)
+        if text is None:
+            return setting.default
+        value = _FROM_TEXT[setting.kind](text)
+        problem = setting.problem(value)
+        if problem:
+            raise ImproperlyConfigured(problem)
+        # The old service accepted a trailing slash; the API paths are joined on without one.
+        return value.rstrip("/") if setting.kind == "url" else value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         """One of a fixed set of words."""
@@ -103,6 +83,39 @@ class Env:
                 f"{name} must be one of {', '.join(choices)}, got {self.raw(name)!r}."
             )
         return value
+
+
+def _yes_or_no(text: str) -> bool | None:
+    """True or False for the usual yes/no words, None for anything else."""
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    return None
+
+
+def _as_number(kind: type[int] | type[float]) -> Callable[[str], Any]:
+    """A reader that turns text into ``kind``, or leaves it as text for the rule to name."""
+
+    def read(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            return text
+
+    return read
+
+
+# How a variable's text becomes each kind of setting. Text that does not read as the kind
+# stays text, so Setting.problem words the mistake exactly as the system check does.
+_FROM_TEXT: dict[str, Callable[[str], Any]] = {
+    "text": str,
+    "url": str,
+    "int": _as_number(int),
+    "float": _as_number(float),
+    "bool": lambda text: text if (answer := _yes_or_no(text)) is None else answer,
+}
 
 
 def parse_postgres_dsn(dsn: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import environ
 
+from pfsync_app import conf as pfsync_conf
 from project_settings.environment import Env, database_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -120,22 +121,10 @@ if MEDIA_STORAGE == "s3":
     AWS_S3_FILE_OVERWRITE = False
     STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage"}
 
-# pfsync (pfsync_app/conf.py documents each one).
-PF_API_URL = env.str("PF_API_URL", "https://atlas.propertyfinder.com").rstrip("/")
-PF_API_KEY = env.str("PF_API_KEY", "")
-PF_API_SECRET = env.str("PF_API_SECRET", "")
-PF_API_TIMEOUT = env.float("PF_API_TIMEOUT", 30.0, minimum=0.1)
-PF_API_REQUESTS_PER_MINUTE = env.int("PF_API_REQUESTS_PER_MINUTE", 650, minimum=1)
-IMAGE_DOWNLOAD_MAX_RETRIES = env.int("IMAGE_DOWNLOAD_MAX_RETRIES", 3, minimum=1)
-IMAGE_DOWNLOAD_RETRY_DELAY = env.float("IMAGE_DOWNLOAD_RETRY_DELAY", 2.0, minimum=0)
-IMAGE_DOWNLOAD_TIMEOUT = env.float("IMAGE_DOWNLOAD_TIMEOUT", 10.0, minimum=0.1)
-PF_IMAGE_MAX_BYTES = env.int("PF_IMAGE_MAX_BYTES", 25 * 1024 * 1024, minimum=1024)
-PF_MEDIA_ALLOW_PRIVATE_HOSTS = env.bool("PF_MEDIA_ALLOW_PRIVATE_HOSTS", False)
-PF_SYNC_CONCURRENCY = env.int("PF_SYNC_CONCURRENCY", 16, minimum=1)
-PF_SYNC_MAX_UNPUBLISH_PERCENT = env.float("PF_SYNC_MAX_UNPUBLISH_PERCENT", 10.0, minimum=0)
-REPORT_FILE = env.str("REPORT_FILE", "")
-PF_WEBHOOK_SECRET = env.str("PF_WEBHOOK_SECRET", "")
-PF_WEBHOOK_ALLOW_UNSIGNED = env.bool("PF_WEBHOOK_ALLOW_UNSIGNED", False)
+# pfsync: every setting its registry marks as read from the environment, held to the same
+# rule as pfsync's system check (pfsync_app/conf.py documents each one). The others are
+# Django settings only; pfsync falls back to their defaults.
+globals().update({s.name: env.setting(s) for s in pfsync_conf.SETTINGS if s.env})
 
 # Logging: one line per event with the run id; LOG_FORMAT=json for JSON lines.
 LOG_FORMAT = env.choice("LOG_FORMAT", "text", ("text", "json"))

@@ -186,17 +186,26 @@ def test_a_settings_mistake_stops_run_sync_before_any_work(sandbox_settings, set
 
 
 @pytest.mark.slow
-def test_a_settings_mistake_is_caught_by_the_system_checks_before_pf_sync_starts():
+def test_a_settings_mistake_is_caught_by_the_system_checks_before_pf_sync_starts(tmp_path):
+    # A Django-only setting, as a host site sets it: the environment reader never sees it.
+    (tmp_path / "host_settings.py").write_text(
+        "from project_settings.settings import *  # noqa: F403\nPF_API_MAX_ATTEMPTS = 0\n"
+    )
     result = subprocess.run(
         [sys.executable, str(PROJECT_DIR / "manage.py"), "pf_sync"],
         cwd=PROJECT_DIR,
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "PF_API_URL": "ftp://atlas.example"},
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "host_settings",
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(PROJECT_DIR)]),
+        },
     )
     assert result.returncode != 0
-    assert "pfsync.E010" in result.stderr and "PF_API_URL must be an http(s) URL" in result.stderr
+    assert "pfsync.E010" in result.stderr
+    assert "PF_API_MAX_ATTEMPTS must be at least 1, got 0." in result.stderr
 
 
 def test_a_new_agent_whose_usual_usernames_are_taken_still_gets_a_unique_one():

@@ -77,15 +77,50 @@ def test_table_names_follow_the_pfsync_tables_setting(tmp_path):
     assert "'listings_area'" in result.stdout
 
 
-def test_settings_of_the_wrong_type_are_errors_naming_the_setting(settings):
+def test_settings_of_the_wrong_type_are_one_error_each_naming_the_setting(settings):
     settings.PF_SYNC_CONCURRENCY = 0
     settings.IMAGE_DOWNLOAD_TIMEOUT = "ten"
     settings.PF_API_URL = "atlas.propertyfinder.com"
-    messages = check_settings()
-    texts = " ".join(m.msg for m in messages if m.id == "pfsync.E010")
-    assert "PF_SYNC_CONCURRENCY" in texts
-    assert "IMAGE_DOWNLOAD_TIMEOUT" in texts
-    assert "PF_API_URL" in texts
+    messages = [m for m in check_settings() if m.id == "pfsync.E010"]
+    assert [m.msg for m in messages] == [
+        "PF_API_URL must be an http(s) URL with a host, such as "
+        "https://atlas.propertyfinder.com, got 'atlas.propertyfinder.com'.",
+        "IMAGE_DOWNLOAD_TIMEOUT must be a number (for example 10), got 'ten'.",
+        "PF_SYNC_CONCURRENCY must be at least 1, got 0.",
+    ]
+    assert [m.hint for m in messages] == [
+        f"Set {name} in the environment or the Django settings."
+        for name in ("PF_API_URL", "IMAGE_DOWNLOAD_TIMEOUT", "PF_SYNC_CONCURRENCY")
+    ]
+
+
+def test_an_image_cap_below_1024_bytes_is_an_error_as_it_is_in_the_environment(settings):
+    settings.PF_IMAGE_MAX_BYTES = 1024
+    assert check_settings() == []
+    settings.PF_IMAGE_MAX_BYTES = 1023
+    assert [m.msg for m in check_settings()] == [
+        "PF_IMAGE_MAX_BYTES must be at least 1024, got 1023."
+    ]
+
+
+def test_a_django_only_setting_is_named_with_the_django_settings_in_its_hint(settings):
+    settings.PF_API_MAX_ATTEMPTS = 0
+    [message] = check_settings()
+    assert message.id == "pfsync.E010"
+    assert message.hint == "Set PF_API_MAX_ATTEMPTS in the Django settings."
+
+
+def test_pfsync_tables_that_is_not_a_dict_is_one_error_without_a_keys_error(settings):
+    settings.PFSYNC_TABLES = ["areas_area"]
+    assert [m.msg for m in check_settings()] == [
+        "PFSYNC_TABLES must be a dict of table names, got ['areas_area']."
+    ]
+
+
+def test_pfsync_tables_with_an_unknown_key_is_still_an_error(settings):
+    settings.PFSYNC_TABLES = {"listing": "listings_listing"}
+    [message] = check_settings()
+    assert (message.id, message.msg) == ("pfsync.E010", "PFSYNC_TABLES has unknown keys: listing.")
 
 
 def test_a_webhook_url_without_a_secret_is_a_deploy_warning(settings):

@@ -86,6 +86,8 @@ def test_a_database_url_with_an_unknown_scheme_is_refused():
         ("IMAGE_DOWNLOAD_MAX_RETRIES", "three", "whole number"),
         ("IMAGE_DOWNLOAD_TIMEOUT", "10s", "number"),
         ("IMAGE_DOWNLOAD_RETRY_DELAY", "-1", "at least 0"),
+        ("PF_IMAGE_MAX_BYTES", "1023", "at least 1024"),
+        ("PF_API_URL", "ftp://atlas.example", "http(s) URL with a host"),
         ("PF_MEDIA_ALLOW_PRIVATE_HOSTS", "maybe", "true or false"),
     ],
 )
