@@ -6,6 +6,7 @@
     │   └── UnknownProperty  --property names no property of the host
     ├── AreaError            pf_areas refuses a request (bad id, location already linked...)
     ├── InvalidEvent         a webhook request body is not a usable event (HTTP 400)
+    ├── WebhookSetupError    a webhook subscription refused (bad URL or secret, or by the API)
     ├── EventDeferred        a webhook event must wait for the writer lock; it stays pending
     ├── EventIgnored         there is nothing to do for a webhook event
     ├── ImageDownloadError   an image could not be downloaded and stored (``reason``)
@@ -47,6 +48,10 @@ class AreaError(PfsyncError):
 
 class InvalidEvent(PfsyncError, ValueError):
     """The request body is not a usable webhook event; the message says why."""
+
+
+class WebhookSetupError(PfsyncError):
+    """A webhook subscription pfsync refuses to make, or Property Finder refused; one sentence."""
 
 
 class EventDeferred(PfsyncError):

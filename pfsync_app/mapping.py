@@ -225,14 +225,27 @@ def map_user(user: records.User) -> UserValues:
     )
 
 
-def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Field-by-field differences for --dry-run and report entries: ``price: 1500000 → 1450000``."""
-    changes = []
-    for name, value in new.items():
-        before = old.get(name)
-        if _comparable(before) != _comparable(value):
-            changes.append(f"{name}: {_short(before)} → {_short(value)}")
-    return changes
+Change = tuple[Any, Any]
+
+
+def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Change]:
+    """The fields of ``new`` whose value differs from ``old``'s: name -> (before, after).
+
+    The one comparison of what pfsync wrote with what it would write: writers
+    update exactly these columns, and ``render_changes`` shows them.
+    """
+    return {
+        name: (old.get(name), value)
+        for name, value in new.items()
+        if _comparable(old.get(name)) != _comparable(value)
+    }
+
+
+def render_changes(changed: dict[str, Change]) -> list[str]:
+    """Changed fields for --dry-run and report entries: ``price: 1500000 → 1450000``."""
+    return [
+        f"{name}: {_short(before)} → {_short(after)}" for name, (before, after) in changed.items()
+    ]
 
 
 def _comparable(value: Any) -> Any:

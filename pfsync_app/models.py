@@ -140,6 +140,7 @@ class SyncRun(models.Model):
         REPAIR = "pf_repair", "pf_repair"
         CHECK = "pf_check", "pf_check"
         WEBHOOKS = "pf_webhooks", "pf_webhooks"
+        AREAS = "pf_areas", "pf_areas"
 
     class Status(models.TextChoices):
         RUNNING = "running", "running"
@@ -147,6 +148,8 @@ class SyncRun(models.Model):
         FINISHED_WITH_ERRORS = "finished_with_errors", "finished with errors"
         FAILED = "failed", "failed"
         INTERRUPTED = "interrupted", "interrupted"
+        # Not started because another run held the writer lock: neither a success nor a failure.
+        SKIPPED = "skipped", "skipped (another run held the lock)"
 
     command = models.CharField(max_length=32, choices=Command.choices, db_index=True)
     options = models.JSONField(default=dict, blank=True)

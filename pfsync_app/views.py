@@ -1,19 +1,118 @@
-"""The webhook endpoint: Property Finder POSTs signed events here (``pfsync:webhook``)."""
+"""The webhook endpoint: Property Finder POSTs signed events here (``pfsync:webhook``).
+
+As django-anymail's webhook views do: the ``X-Signature`` HMAC is checked in
+constant time, a bad signature is a 403 and a body that is not an event a 400
+(never a 500), and a valid event is stored once per event id before the 2xx.
+It is processed after the answer has been sent (``jobs.webhooks``).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import DatabaseError, DataError, transaction
 from django.http import HttpRequest, JsonResponse
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import InvalidEvent
-from pfsync_app.jobs import webhooks
+from pfsync_app.jobs.webhooks import process_received
+from pfsync_app.models import WebhookEvent
+from pfsync_app.writers.events import store_event
 
 logger = logging.getLogger("pfsync.webhooks")
+
+SIGNATURE_HEADER = "X-Signature"
+_FIELD_LIMITS = {
+    name: WebhookEvent._meta.get_field(name).max_length
+    for name in ("event_id", "event_type", "entity_type", "entity_id")
+}
+
+
+def signature_for(secret: str, body: bytes) -> str:
+    """The hex HMAC-SHA256 of ``body`` keyed by ``secret``, as Property Finder signs events."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signature_problem(body: bytes, header: str | None) -> str | None:
+    """Why the ``X-Signature`` header does not authenticate ``body``; None when it does."""
+    secret = pfsync_settings.PF_WEBHOOK_SECRET
+    if not secret:
+        if pfsync_settings.PF_WEBHOOK_ALLOW_UNSIGNED:
+            return None
+        return (
+            "no webhook secret is configured (PF_WEBHOOK_SECRET), so events are refused; "
+            "set it, or PF_WEBHOOK_ALLOW_UNSIGNED=true to accept unsigned events"
+        )
+    given = (header or "").strip()
+    if not given:
+        return f"the {SIGNATURE_HEADER} header is missing"
+    if given[:7].lower() == "sha256=":
+        given = given[7:]
+    if not constant_time_compare(signature_for(str(secret), body), given.lower()):
+        return f"the {SIGNATURE_HEADER} header does not match the body"
+    return None
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    """The parts of a webhook event pfsync stores; ``body`` is the whole decoded event."""
+
+    event_id: str
+    event_type: str
+    entity_type: str
+    entity_id: str
+    body: dict[str, Any]
+
+
+def _text(value: Any, name: str, column: str, *, required: bool) -> str:
+    """An event field as text for ``column``; raises InvalidEvent naming the field."""
+    if value is None and not required:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        found = "nothing" if value is None else f"a JSON {type(value).__name__}"
+        raise InvalidEvent(f"the event's {name} must be a string, got {found}")
+    text = str(value).strip()
+    if required and not text:
+        raise InvalidEvent(f"the event's {name} is empty")
+    if "\x00" in text:
+        # PostgreSQL text cannot hold NUL; psycopg2 raises ValueError (a 500) on the lookup.
+        raise InvalidEvent(f"the event's {name} contains a NUL character")
+    limit = _FIELD_LIMITS[column]
+    if len(text) > limit:
+        raise InvalidEvent(f"the event's {name} is longer than {limit} characters")
+    return text
+
+
+def parse_event(body: bytes) -> ParsedEvent:
+    """The event in a request body; raises InvalidEvent naming what is wrong."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidEvent("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent("the body must be a JSON object (a webhook event)")
+    event_id = _text(data.get("id"), "id", "event_id", required=True)
+    event_type = _text(data.get("type"), "type", "event_type", required=True)
+    entity = data.get("entity")
+    if not isinstance(entity, dict):
+        raise InvalidEvent("the event has no entity object")
+    entity_id = _text(entity.get("id"), "entity.id", "entity_id", required=True)
+    entity_type = _text(entity.get("type"), "entity.type", "entity_type", required=False)
+    return ParsedEvent(
+        event_id=event_id,
+        event_type=event_type,
+        entity_type=entity_type or event_type.split(".", 1)[0],
+        entity_id=entity_id,
+        body=data,
+    )
 
 
 class ProcessAfterResponse(JsonResponse):
@@ -36,7 +135,7 @@ class ProcessAfterResponse(JsonResponse):
         event_pk, self._event_pk = self._event_pk, None
         try:
             if event_pk is not None:
-                webhooks.process_received(event_pk)
+                process_received(event_pk)
         finally:
             super().close()
 
@@ -47,15 +146,17 @@ class ProcessAfterResponse(JsonResponse):
 def webhook(request: HttpRequest) -> JsonResponse:
     """Verify, store once and acknowledge one event: 200, or 400/403/405/503 with a reason."""
     body = request.body
-    problem = webhooks.signature_problem(body, request.headers.get(webhooks.SIGNATURE_HEADER))
+    problem = signature_problem(body, request.headers.get(SIGNATURE_HEADER))
     if problem:
         return JsonResponse({"error": problem}, status=403)
     try:
-        event = webhooks.parse_event(body)
+        event = parse_event(body)
     except InvalidEvent as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     try:
-        row, created = webhooks.store_event(event)
+        row, created = store_event(
+            event.event_id, event.event_type, event.entity_type, event.entity_id, event.body
+        )
     except DataError:
         return JsonResponse({"error": "the event has values the database cannot store"}, status=400)
     except DatabaseError:

@@ -14,6 +14,7 @@ from pfsync_app.jobs.clients import build_client
 from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import Area, ListingState, Property
 from pfsync_app.sandbox import Sandbox
+from pfsync_app.writers.areas import unmapped_locations
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +74,7 @@ def busiest_location(sandbox: Sandbox) -> tuple[int, int]:
 def test_unmapped_lists_every_sandbox_location_with_its_number_of_listings(synced):
     expected = {loc: len(items) for loc, items in listings_by_location(synced).items()}
 
-    rows = areas.unmapped_locations()
+    rows = unmapped_locations()
 
     assert {row.location_id: row.listings for row in rows} == expected
     assert sum(row.listings for row in rows) == Property.objects.count() == 12
@@ -82,12 +83,12 @@ def test_unmapped_lists_every_sandbox_location_with_its_number_of_listings(synce
 def test_unmapped_gives_a_title_of_a_listing_at_that_location_as_its_sample(synced):
     grouped = listings_by_location(synced)
 
-    for row in areas.unmapped_locations():
+    for row in unmapped_locations():
         assert row.sample_title in {item["title"]["en"] for item in grouped[row.location_id]}
 
 
 def test_unmapped_lists_the_location_with_most_waiting_properties_first(synced):
-    counts = [row.listings for row in areas.unmapped_locations()]
+    counts = [row.listings for row in unmapped_locations()]
 
     assert counts == sorted(counts, reverse=True)
 
@@ -97,18 +98,18 @@ def test_unmapped_leaves_out_locations_an_area_already_links(sandbox_settings):
     Area.objects.create(name="Linked before the sync", pf_location_id=location_id)
     assert run_sync(SyncOptions(images=False)).exit_code == 0
 
-    rows = areas.unmapped_locations()
+    rows = unmapped_locations()
 
     assert location_id not in {row.location_id for row in rows}
     assert sum(row.listings for row in rows) == Property.objects.filter(area=None).count()
 
 
 def test_unmapped_is_empty_before_any_sync(db):
-    assert areas.unmapped_locations() == []
+    assert unmapped_locations() == []
 
 
 def test_unmapped_rows_turn_into_json_ready_dicts(synced):
-    row = areas.unmapped_locations()[0]
+    row = unmapped_locations()[0]
 
     assert row.as_dict() == {
         "location_id": row.location_id,
@@ -194,7 +195,7 @@ def test_link_gives_the_waiting_properties_the_area_at_once(synced):
     assert result.properties_filled == count
     assert Area.objects.get(pk=area.pk).pf_location_id == location_id
     assert area_of(location_id, synced) == {area.pk}
-    assert location_id not in {row.location_id for row in areas.unmapped_locations()}
+    assert location_id not in {row.location_id for row in unmapped_locations()}
 
 
 def test_link_touches_no_property_of_another_location(synced):
@@ -398,3 +399,26 @@ def test_automap_with_every_area_linked_proposes_nothing(client):
     Area.objects.create(name="Dubai Marina", pf_location_id=50)
 
     assert areas.automap(client) == []
+
+
+def test_a_link_is_a_recorded_pf_areas_run_with_one_entry(synced):
+    from pfsync_app.models import SyncRun
+
+    location_id = unmapped_locations()[0].location_id
+    area = Area.objects.create(name="Recorded")
+    areas.link_location(location_id, area.pk)
+    run = SyncRun.objects.get(command="pf_areas")
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert run.message == "linked 1 of 1 location(s)"
+    entry = run.entries.get()
+    assert (entry.action, entry.pf_id) == ("area.linked", str(location_id))
+
+
+def test_a_refused_link_ends_its_run_as_failed_with_the_sentence(synced):
+    from pfsync_app.models import SyncRun
+
+    with pytest.raises(AreaError, match="area 999999 does not exist"):
+        areas.link_location(unmapped_locations()[0].location_id, 999999)
+    run = SyncRun.objects.get(command="pf_areas")
+    assert run.status == SyncRun.Status.FAILED
+    assert "area 999999 does not exist" in run.message

@@ -13,10 +13,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from pfsync_app.jobs import areas
 from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import Area, Property
 from pfsync_app.sandbox import Sandbox
+from pfsync_app.writers.areas import unmapped_locations
 
 pytestmark = pytest.mark.django_db
 PROJECT = Path(__file__).resolve().parents[1]
@@ -53,14 +53,14 @@ def refusal(*args: str) -> CommandError:
 def test_unmapped_json_lists_each_location_with_its_listings_and_sample_title(synced):
     rows = json.loads(pf_areas("unmapped", "--json"))
 
-    assert rows == [row.as_dict() for row in areas.unmapped_locations()]
+    assert rows == [row.as_dict() for row in unmapped_locations()]
     assert sum(row["listings"] for row in rows) == Property.objects.count()
 
 
 def test_unmapped_table_shows_every_location_id_and_how_to_link_it(synced):
     out = pf_areas("unmapped")
 
-    for row in areas.unmapped_locations():
+    for row in unmapped_locations():
         assert f"{row.location_id:>10}  {row.listings:>8}  {row.sample_title}" in out
     assert "pf_areas link LOCATION_ID AREA_ID" in out
 
@@ -139,7 +139,7 @@ def test_an_api_failure_stops_with_status_2_and_the_error_text_without_the_secre
 
 
 def test_link_prints_how_many_properties_got_the_area(synced):
-    waiting = {row.location_id: row.listings for row in areas.unmapped_locations()}
+    waiting = {row.location_id: row.listings for row in unmapped_locations()}
     location_id = max(waiting, key=waiting.get)
     area = Area.objects.create(name="Somewhere")
 

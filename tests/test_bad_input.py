@@ -182,7 +182,11 @@ def test_a_settings_mistake_stops_run_sync_before_any_work(sandbox_settings, set
         run_sync(SyncOptions())
 
     assert sandbox_settings.requests == []
-    assert not SyncRun.objects.exists() and not ReportEntry.objects.exists()
+    # Recorded as a run that could not start, as pf_check and pf_repair do: no work, no entry.
+    run = SyncRun.objects.get()
+    assert (run.command, run.status) == ("pf_sync", SyncRun.Status.FAILED)
+    assert run.message.startswith(f"{name} must be ")
+    assert not ReportEntry.objects.exists()
 
 
 @pytest.mark.slow

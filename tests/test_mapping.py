@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from pfsync_app.atlas.records import parse_listing, parse_user
-from pfsync_app.mapping import describe_changes, map_listing, map_user
+from pfsync_app.mapping import changed_fields, map_listing, map_user, render_changes
 
 
 def listing(**overrides):
@@ -177,7 +177,14 @@ def test_user_role_and_profile_link():
 
 
 def test_changes_are_described_field_by_field():
-    assert describe_changes(
+    changed = changed_fields(
         {"price": Decimal("1500000.00"), "title": "A"},
         {"price": Decimal("1450000.00"), "title": "A"},
-    ) == ["price: 1500000 → 1450000"]
+    )
+    assert changed == {"price": (Decimal("1500000.00"), Decimal("1450000.00"))}
+    assert render_changes(changed) == ["price: 1500000 → 1450000"]
+
+
+def test_equal_decimals_and_a_float_of_the_same_value_are_not_a_change():
+    assert changed_fields({"size": Decimal("1.50")}, {"size": Decimal("1.5")}) == {}
+    assert changed_fields({"size": Decimal("1.5")}, {"size": 1.5}) == {}

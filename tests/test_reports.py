@@ -18,7 +18,7 @@ from django.utils import timezone
 from pfsync_app.models import ReportEntry, SyncRun
 from pfsync_app.reports.logs import redact
 from pfsync_app.reports.recorder import RunRecorder, mark_interrupted_runs
-from pfsync_app.reports.report_file import append_report_line, report_file_header
+from pfsync_app.reports.report_file import report_file_header, write_report_line
 from pfsync_app.reports.summary import daily_summary, format_duration
 
 pytestmark = pytest.mark.django_db
@@ -218,7 +218,7 @@ def test_a_clean_exit_from_the_context_finishes_the_run():
 
 def test_a_run_failed_explicitly_stays_failed_when_the_context_exits():
     with RunRecorder.start("pf_sync") as recorder:
-        recorder.fail("Authentication failed: check PF_API_KEY.")
+        recorder.finish(SyncRun.Status.FAILED, "Authentication failed: check PF_API_KEY.")
 
     run = SyncRun.objects.get(pk=recorder.run.pk)
     assert run.status == SyncRun.Status.FAILED
@@ -230,7 +230,9 @@ def test_messages_of_entries_and_runs_are_redacted(settings):
     recorder = RunRecorder.start("pf_sync")
     recorder.error("auth", "POST /v1/auth/token with apiSecret s3cr3t-value-123 failed")
 
-    run = recorder.fail("header was Authorization: Bearer eyJhbGciOi.abc.def")
+    run = recorder.finish(
+        SyncRun.Status.FAILED, "header was Authorization: Bearer eyJhbGciOi.abc.def"
+    )
 
     assert "s3cr3t-value-123" not in run.entries.get().message
     assert "eyJhbGciOi" not in run.message
@@ -337,7 +339,7 @@ def test_dry_runs_and_other_commands_write_no_report_line(settings, tmp_path):
 def test_report_lines_are_dated_in_tashkent_and_aligned_with_the_header(tmp_path):
     path = tmp_path / "daily.txt"
     evening_utc = dt.datetime(2026, 1, 18, 19, 30, 0, tzinfo=UTC)
-    append_report_line(
+    assert None is write_report_line(
         make_run(
             started_at=evening_utc,
             properties_created=15,
@@ -348,7 +350,7 @@ def test_report_lines_are_dated_in_tashkent_and_aligned_with_the_header(tmp_path
         ),
         path,
     )
-    append_report_line(make_run(started_at=evening_utc, errors=1234567), path)
+    assert None is write_report_line(make_run(started_at=evening_utc, errors=1234567), path)
 
     header, first, second = path.read_text().splitlines()
     assert first == (
@@ -392,18 +394,6 @@ def test_a_report_file_failure_is_recorded_even_past_the_entry_bound(settings, t
         "entries_dropped",
     ]
     assert run.entries.get(action="entries_dropped").message.startswith("1 more entries")
-
-
-def test_append_report_line_records_a_write_failure_on_a_saved_run(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    run = make_run(properties_updated=3)
-
-    append_report_line(run, blocker / "sub" / "daily.txt")
-
-    run.refresh_from_db()
-    assert (run.errors, run.status) == (1, SyncRun.Status.FINISHED_WITH_ERRORS)
-    assert run.entries.get().action == "report_file"
 
 
 # ---------------------------------------------------------------------------

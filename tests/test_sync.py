@@ -364,9 +364,9 @@ def test_files_are_removed_when_saving_a_listing_fails_unexpectedly(sandbox_sett
     import os
     from unittest import mock
 
-    from pfsync_app.jobs import sync
+    from pfsync_app.jobs import listings
 
-    failing = mock.patch.object(sync, "save_listing", side_effect=RuntimeError("boom"))
+    failing = mock.patch.object(listings, "save_listing", side_effect=RuntimeError("boom"))
     with failing, pytest.raises(RuntimeError):
         run_sync(SyncOptions())
     files = [name for _, _, names in os.walk(settings.MEDIA_ROOT) for name in names]

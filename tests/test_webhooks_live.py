@@ -12,7 +12,7 @@ import pytest
 import requests
 from django.core.management import call_command
 
-from pfsync_app.jobs import webhooks
+from pfsync_app import views
 from pfsync_app.models import Agent, Property, PropertyImage, WebhookEvent
 from pfsync_app.sandbox import Sandbox, signature
 
@@ -41,7 +41,7 @@ def arrivals(monkeypatch) -> Arrivals:
     from the test while the server writes would break the server's transaction.
     """
     seen = Arrivals()
-    process = webhooks.process_received
+    process = views.process_received
 
     def watched(event_pk: int):
         try:
@@ -51,7 +51,7 @@ def arrivals(monkeypatch) -> Arrivals:
                 seen.done += 1
                 seen.changed.notify_all()
 
-    monkeypatch.setattr(webhooks, "process_received", watched)
+    monkeypatch.setattr(views, "process_received", watched)
     return seen
 
 

@@ -158,13 +158,24 @@ def test_an_event_failing_max_attempts_times_is_marked_failed(db, client, sb):
     assert webhooks.process_pending().total == 0
 
 
+def busy_lock(times: int | None = None):
+    """A writer_lock stand-in that is busy ``times`` times (always, for None), then real."""
+    real = webhooks.writer_lock
+    calls: list[int] = []
+
+    def lock(command: str):
+        calls.append(1)
+        if times is None or len(calls) <= times:
+            raise WriterBusy("another pf_sync is running (pid 4242, started 02:00)")
+        return real(command)
+
+    return lock
+
+
 def test_an_event_waits_while_the_writer_lock_is_held_without_counting_an_attempt(
     db, client, sb, monkeypatch
 ):
-    def busy(*args, **kwargs):
-        raise WriterBusy("another pf_sync is running (pid 4242, started 02:00)")
-
-    monkeypatch.setattr(webhooks, "run_sync", busy)
+    monkeypatch.setattr(webhooks, "writer_lock", busy_lock())
     listing_id = sb.data.add_listing()
     WebhookEvent.objects.create(
         event_id="evt-1", event_type="listing.published", entity_id=listing_id, payload={}
@@ -182,16 +193,7 @@ def test_an_event_waits_while_the_writer_lock_is_held_without_counting_an_attemp
 def test_a_listing_event_waits_briefly_for_another_events_sync_then_goes_through(
     db, client, sb, monkeypatch
 ):
-    real_run_sync = webhooks.run_sync
-    calls: list[int] = []
-
-    def busy_once(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise WriterBusy("another pf_sync is running (pid 4242, started 12:00)")
-        return real_run_sync(*args, **kwargs)
-
-    monkeypatch.setattr(webhooks, "run_sync", busy_once)
+    monkeypatch.setattr(webhooks, "writer_lock", busy_lock(times=1))
     listing_id = sb.data.add_listing()
     WebhookEvent.objects.create(
         event_id="evt-1", event_type="listing.published", entity_id=listing_id
@@ -204,10 +206,7 @@ def test_a_listing_event_waits_briefly_for_another_events_sync_then_goes_through
 
 
 def test_an_event_does_not_wait_for_a_running_nightly_pf_sync(db, client, sb, monkeypatch):
-    def busy(*args, **kwargs):
-        raise WriterBusy("another pf_sync is running (pid 4242, started 02:00)")
-
-    monkeypatch.setattr(webhooks, "run_sync", busy)
+    monkeypatch.setattr(webhooks, "writer_lock", busy_lock())
     SyncRun.objects.create(command="pf_sync", status="running", pid=4242, hostname="cron-host")
     WebhookEvent.objects.create(
         event_id="evt-1", event_type="listing.published", entity_id=sb.data.listing_ids()[0]

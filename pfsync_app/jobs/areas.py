@@ -1,11 +1,12 @@
-"""pf_areas: find, search and link the Property Finder locations no host area maps yet.
+"""pf_areas: search Property Finder locations and link them to host areas.
 
 A listing carries only its location's id and the Atlas API cannot look a
 location up by id alone, so pf_sync never guesses: a listing of an unmapped
-location is saved with no area and its location id stays in ListingState.
-These functions close that gap: list what waits, search candidates, link a
-location to an area (filling the waiting properties at once), or propose links
-by exact name. They only UPDATE and INSERT host rows, and print nothing.
+location is saved with no area. These functions close that gap: search
+candidates, link a location to an area (filling the waiting properties at
+once), or propose links by exact name. Linking is a recorded job that holds
+the writer lock, so no pf_sync saves listings with a stale map meanwhile; the
+rows themselves are written by ``writers.areas``. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Min, Q
-from django.utils import timezone
-
 from pfsync_app.atlas import records
-from pfsync_app.exceptions import AreaError, WriterBusy, first_line
-from pfsync_app.models import Area, ListingState, Property
-from pfsync_app.writers.lock import writer_lock
+from pfsync_app.exceptions import AreaError
+from pfsync_app.jobs.base import Job
+from pfsync_app.models import SyncRun
+from pfsync_app.writers.areas import (
+    LinkResult,
+    areas_linking,
+    link,
+    linked_locations,
+    unlinked_areas,
+)
 
 MIN_SEARCH_CHARS = 2
-AREA_NAME_MAX = Area._meta.get_field("name").max_length
+
 
 # filter[type] values the API accepts (the spec's enum).
 LOCATION_TYPES = (
@@ -45,29 +49,23 @@ LOCATION_TYPES = (
     "SUBDISTRICT",
 )
 
+
 MATCH = "match"
+
+
 AMBIGUOUS = "ambiguous"
+
+
 NO_MATCH = "none"
+
+
 TAKEN = "taken"
+
+
 DUPLICATE = "duplicate"
+
+
 UNSEARCHABLE = "unsearchable"
-
-
-@dataclass(frozen=True)
-class UnmappedLocation:
-    """A location id PF listings use that no host area links, with its waiting properties."""
-
-    location_id: int
-    listings: int
-    sample_title: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """The row as JSON-ready values."""
-        return {
-            "location_id": self.location_id,
-            "listings": self.listings,
-            "sample_title": self.sample_title,
-        }
 
 
 @dataclass(frozen=True)
@@ -82,20 +80,6 @@ class Candidate:
     def path(self) -> str:
         """The location's tree as text: ``Dubai > Dubai Marina > Marina Gate 1``."""
         return location_path(self.location)
-
-
-@dataclass
-class LinkResult:
-    """What one link did."""
-
-    location_id: int
-    area_id: int
-    area_name: str
-    created: bool = False
-    already_linked: bool = False
-    previous_location_id: int | None = None
-    properties_filled: int = 0
-    properties_cleared: int = 0
 
 
 @dataclass
@@ -116,37 +100,6 @@ class Proposal:
     def path(self) -> str:
         """The proposed location's tree as text, or '' when there is none."""
         return location_path(self.location) if self.location is not None else ""
-
-
-# ---------------------------------------------------------------------------
-# Unmapped locations
-# ---------------------------------------------------------------------------
-
-
-def unmapped_locations() -> list[UnmappedLocation]:
-    """Locations of synced listings with no host area, most waiting properties first."""
-    waiting = Property.objects.filter(area_id__isnull=True).values("pk")
-    linked = Area.objects.filter(pf_location_id__isnull=False).values("pf_location_id")
-    rows = (
-        ListingState.objects.filter(location_id__isnull=False, property_id__in=waiting)
-        .exclude(location_id__in=linked)
-        .values("location_id")
-        .annotate(listings=Count("id"), sample=Min("title", filter=~Q(title="")))
-        .order_by("-listings", "location_id")
-    )
-    return [
-        UnmappedLocation(
-            location_id=row["location_id"],
-            listings=row["listings"],
-            sample_title=row["sample"] or "",
-        )
-        for row in rows
-    ]
-
-
-# ---------------------------------------------------------------------------
-# Search
-# ---------------------------------------------------------------------------
 
 
 def location_path(location: records.Location) -> str:
@@ -213,29 +166,92 @@ def search_locations(
     return with_areas(found)
 
 
+def _positive_id(value: Any, what: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise AreaError(f"{what} must be a whole number, got {value!r}.") from None
+    if number <= 0:
+        raise AreaError(f"{what} must be a positive number, got {number}.")
+    return number
+
+
+def _normal(name: str | None) -> str:
+    return " ".join((name or "").split()).casefold()
+
+
 def with_areas(locations: Iterable[records.Location]) -> list[Candidate]:
     """Pair each location with the host area that links it, if one does."""
     locations = list(locations)
-    areas = {
-        area.pf_location_id: area
-        for area in Area.objects.filter(pf_location_id__in=[loc.id for loc in locations])
-    }
+    linking = areas_linking([location.id for location in locations])
     result = []
     for location in locations:
-        area = areas.get(location.id)
-        result.append(
-            Candidate(
-                location=location,
-                area_id=area.pk if area else None,
-                area_name=area.name if area else None,
-            )
-        )
+        area_id, area_name = linking.get(location.id, (None, None))
+        result.append(Candidate(location=location, area_id=area_id, area_name=area_name))
     return result
 
 
-# ---------------------------------------------------------------------------
-# Link
-# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LinkRequest:
+    """One link to make: a location to an existing area, or to a new area of this name."""
+
+    location_id: int
+    area_id: int | None = None
+    create_name: str | None = None
+    force: bool = False
+
+
+class LinkJob(Job):
+    """Links locations to areas under the writer lock, as one recorded pf_areas run.
+
+    With ``keep_going`` a refused link is recorded and the next one is tried
+    (automap); otherwise the first refusal ends the run (``AreaError``).
+    """
+
+    command = SyncRun.Command.AREAS
+    writes = True
+
+    def __init__(self, requests: list[LinkRequest], *, keep_going: bool = False) -> None:
+        super().__init__()
+        self.requests = requests
+        self.keep_going = keep_going
+        self.results: list[LinkResult | AreaError] = []
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "links": [
+                {"location": r.location_id, "area": r.area_id, "create": r.create_name}
+                for r in self.requests[:100]
+            ],
+            "force": any(r.force for r in self.requests),
+        }
+
+    def work(self) -> None:
+        for request in self.requests:
+            try:
+                result = link(
+                    request.location_id, request.area_id, request.create_name, request.force
+                )
+            except AreaError as exc:
+                if not self.keep_going:
+                    raise
+                self.recorder.error("area.link_failed", str(exc), pf_id=str(request.location_id))
+                self.results.append(exc)
+                continue
+            self.results.append(result)
+            self.recorder.info(
+                "area.linked",
+                f"location {result.location_id} now links area {result.area_id} "
+                f"'{result.area_name}'; {result.properties_filled} properties got the area",
+                pf_id=str(result.location_id),
+            )
+
+    def finish_message(self) -> str:
+        done = sum(isinstance(r, LinkResult) for r in self.results)
+        return f"linked {done} of {len(self.requests)} location(s)"
+
+    def result(self) -> list[LinkResult | AreaError]:
+        return self.results
 
 
 def link_location(
@@ -249,117 +265,17 @@ def link_location(
 
     ``force`` lets an area that links another location move to this one (its
     properties from the old location lose the area) or lets ``create_name``
-    repeat an existing area's name. Runs under pfsync's writer lock, so no
-    pf_sync saves listings with a stale map meanwhile.
+    repeat an existing area's name. Raises AreaError with one sentence when
+    the link is refused, SyncAborted when it cannot run (another run holds the lock).
     """
     location_id = _positive_id(location_id, "location id")
     if (area_id is None) == (create_name is None):
         raise AreaError("give either an AREA_ID or --create NAME, not both or neither.")
     if area_id is not None:
         area_id = _positive_id(area_id, "area id")
-    try:
-        with writer_lock("pf_areas"):
-            try:
-                with transaction.atomic():
-                    return _link(location_id, area_id, create_name, force)
-            except IntegrityError as exc:
-                # Another process linked the same location between our check and our write.
-                raise AreaError(
-                    f"location {location_id} could not be linked: {first_line(exc)}."
-                ) from None
-    except WriterBusy as exc:
-        raise AreaError(f"{exc}; link again when it has finished.") from None
-
-
-def _link(
-    location_id: int, area_id: int | None, create_name: str | None, force: bool
-) -> LinkResult:
-    holder = Area.objects.select_for_update().filter(pf_location_id=location_id).first()
-    if holder is not None and (area_id is None or holder.pk != area_id):
-        raise AreaError(
-            f"location {location_id} is already linked to area {holder.pk} "
-            f"'{holder.name}'; one location links one area."
-        )
-    now = timezone.now()
-    if create_name is not None:
-        area = _create_area(create_name, location_id, force)
-        result = LinkResult(location_id, area.pk, area.name, created=True)
-    else:
-        area = Area.objects.select_for_update().filter(pk=area_id).first()
-        if area is None:
-            raise AreaError(f"area {area_id} does not exist.")
-        result = LinkResult(location_id, area.pk, area.name)
-        previous = area.pf_location_id
-        if previous == location_id:
-            result.already_linked = True
-        else:
-            if previous is not None:
-                if not force:
-                    raise AreaError(
-                        f"area {area.pk} '{area.name}' already links location {previous}; "
-                        "use --force to link it to the new location instead."
-                    )
-                result.previous_location_id = previous
-                result.properties_cleared = _clear_properties(area.pk, previous, now)
-            Area.objects.filter(pk=area.pk).update(pf_location_id=location_id)
-    result.properties_filled = _fill_properties(location_id, area.pk, now)
+    request = LinkRequest(location_id, area_id, create_name, force)
+    (result,) = LinkJob([request]).run()
     return result
-
-
-def _create_area(name: str, location_id: int, force: bool) -> Area:
-    name = " ".join((name or "").split())
-    if not name:
-        raise AreaError("--create needs a non-empty area name.")
-    if len(name) > AREA_NAME_MAX:
-        raise AreaError(f"area name may have at most {AREA_NAME_MAX} characters, not {len(name)}.")
-    same = Area.objects.filter(name__iexact=name).order_by("pk").first()
-    if same is not None and not force:
-        raise AreaError(
-            f"area {same.pk} is already called '{same.name}'; link to it "
-            f"(pf_areas link {location_id} {same.pk}) or use --force to create another."
-        )
-    area = Area(name=name, pf_location_id=location_id)
-    area.save(force_insert=True)
-    return area
-
-
-def _waiting_for(location_id: int) -> Any:
-    return ListingState.objects.filter(location_id=location_id, property_id__isnull=False).values(
-        "property_id"
-    )
-
-
-def _fill_properties(location_id: int, area_id: int, now: Any) -> int:
-    """Give the properties waiting for this location (area NULL) the area."""
-    return Property.objects.filter(area_id__isnull=True, pk__in=_waiting_for(location_id)).update(
-        area_id=area_id, updated_at=now
-    )
-
-
-def _clear_properties(area_id: int, location_id: int, now: Any) -> int:
-    """Take the area off the properties it had only through the location it no longer links."""
-    return Property.objects.filter(area_id=area_id, pk__in=_waiting_for(location_id)).update(
-        area_id=None, updated_at=now
-    )
-
-
-def _positive_id(value: Any, what: str) -> int:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise AreaError(f"{what} must be a whole number, got {value!r}.") from None
-    if number <= 0:
-        raise AreaError(f"{what} must be a positive number, got {number}.")
-    return number
-
-
-# ---------------------------------------------------------------------------
-# Automap
-# ---------------------------------------------------------------------------
-
-
-def _normal(name: str | None) -> str:
-    return " ".join((name or "").split()).casefold()
 
 
 def automap(client: Any, apply: bool = False) -> list[Proposal]:
@@ -367,14 +283,11 @@ def automap(client: Any, apply: bool = False) -> list[Proposal]:
 
     One search per area, one after another (the client keeps to the API's rate
     limit). Every search runs before anything is written, so an API failure
-    half way links nothing. With ``apply`` each match is linked as
-    ``link_location`` does; a link refused meanwhile is reported in ``error``.
+    half way links nothing. With ``apply`` the matches are linked in one
+    recorded run; a link refused meanwhile is reported in the proposal's ``error``.
     """
-    areas = list(Area.objects.filter(pf_location_id__isnull=True).order_by("name", "pk"))
-    linked = dict(
-        Area.objects.filter(pf_location_id__isnull=False).values_list("pf_location_id", "pk")
-    )
-    proposals = [_propose(client, area, linked) for area in areas]
+    linked = linked_locations()
+    proposals = [_propose(client, area_id, name, linked) for area_id, name in unlinked_areas()]
     claims: dict[int, list[Proposal]] = {}
     for proposal in proposals:
         if proposal.status == MATCH:
@@ -384,23 +297,22 @@ def automap(client: Any, apply: bool = False) -> list[Proposal]:
             # Two host areas with the same name: which one the location belongs to is a human call.
             for proposal in claimants:
                 proposal.status = DUPLICATE
-    if apply:
-        for proposal in proposals:
-            if proposal.status != MATCH:
-                continue
-            try:
-                result = link_location(proposal.location.id, proposal.area_id)
-            except AreaError as exc:
-                proposal.error = str(exc)
-                continue
-            proposal.linked = True
-            proposal.properties_filled = result.properties_filled
+    matches = [p for p in proposals if p.status == MATCH]
+    if apply and matches:
+        requests = [LinkRequest(p.location.id, p.area_id) for p in matches]
+        outcomes = LinkJob(requests, keep_going=True).run()
+        for proposal, outcome in zip(matches, outcomes, strict=True):
+            if isinstance(outcome, AreaError):
+                proposal.error = str(outcome)
+            else:
+                proposal.linked = True
+                proposal.properties_filled = outcome.properties_filled
     return proposals
 
 
-def _propose(client: Any, area: Area, linked: dict[int, int]) -> Proposal:
-    proposal = Proposal(area_id=area.pk, area_name=area.name, status=NO_MATCH)
-    text = " ".join(area.name.split())
+def _propose(client: Any, area_id: int, name: str, linked: dict[int, int]) -> Proposal:
+    proposal = Proposal(area_id=area_id, area_name=name, status=NO_MATCH)
+    text = " ".join(name.split())
     if len(text) < MIN_SEARCH_CHARS:
         proposal.status = UNSEARCHABLE
         return proposal

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.files.storage import Storage, default_storage
-from django.db import DatabaseError
-from django.db.models import Q, QuerySet
 
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.exceptions import SyncAborted, UnknownProperty
-from pfsync_app.jobs.sync import preflight
-from pfsync_app.media.files import StoredFiles, error_text, verify_stored
-from pfsync_app.models import ImageFile, Property, PropertyImage
-from pfsync_app.reports.recorder import RunRecorder, recording_outcome
+from pfsync_app.exceptions import UnknownProperty
+from pfsync_app.jobs.base import Job
+from pfsync_app.media.files import StoredFiles, read_back
+from pfsync_app.models import SyncRun
+from pfsync_app.writers.images import image_rows, recorded_files, referenced_names
+from pfsync_app.writers.listings import property_exists
 
 logger = logging.getLogger("pfsync.check")
 
@@ -42,9 +41,6 @@ REASONS = (MISSING, EMPTY, CORRUPT)
 
 
 CHUNK_SIZE = 2000
-
-
-_ROW_FIELDS = ("id", "property_id", "property__pf_id", "image", "source_url", "position")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,16 +148,6 @@ class CheckResult(ScanResult):
         }
 
 
-def image_rows(pf_id: str | None = None) -> QuerySet:
-    """The active image rows of Property Finder properties, as a queryset of tuples."""
-    rows = PropertyImage.objects.filter(is_active=True).exclude(
-        Q(property__pf_id__isnull=True) | Q(property__pf_id="")
-    )
-    if pf_id is not None:
-        rows = rows.filter(property__pf_id=pf_id)
-    return rows.order_by("property_id", "position", "id").values_list(*_ROW_FIELDS)
-
-
 def _chunks(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
     batch: list[tuple] = []
     for row in rows:
@@ -196,11 +182,10 @@ def find_missing_images(
         max_workers=workers if verify else 1, thread_name_prefix="pfsync-verify"
     )
     try:
-        stream = image_rows(pf_id).iterator(chunk_size=chunk_size)
-        for batch in _chunks(stream, chunk_size):
+        for batch in _chunks(image_rows(pf_id, chunk_size=chunk_size), chunk_size):
             present: list[tuple[tuple, int]] = []
             for row in batch:
-                name = row[3]  # the "image" column of _ROW_FIELDS
+                name = row[3]  # the "image" column of IMAGE_ROW_FIELDS
                 result.checked += 1
                 size = files.size(name)
                 if size is None or size == 0:
@@ -223,12 +208,7 @@ def _verify_batch(
     pool: ThreadPoolExecutor,
 ) -> None:
     """Compare the present files of one batch with pfsync's ImageFile records."""
-    records_by_id = {
-        image_id: (name, size, sha256)
-        for image_id, name, size, sha256 in ImageFile.objects.filter(
-            image_id__in=[row[0] for row, _ in present]
-        ).values_list("image_id", "name", "size", "sha256")
-    }
+    records_by_id = recorded_files([row[0] for row, _ in present])
     to_read: list[tuple[tuple, int, int, str]] = []
     for row, size in present:
         record = records_by_id.get(row[0])
@@ -245,7 +225,7 @@ def _verify_batch(
             )
             continue
         to_read.append((row, size, recorded_size, recorded_sha))
-    futures = [(item, pool.submit(_read_back, storage, item[0][3])) for item in to_read]
+    futures = [(item, pool.submit(read_back, storage, item[0][3])) for item in to_read]
     for (row, _size, recorded_size, recorded_sha), future in futures:
         read_size, read_sha = future.result()
         if read_size is None:
@@ -258,15 +238,6 @@ def _verify_batch(
             result.missing.append(_corrupt(row, "sha256 differs from the one recorded"))
 
 
-def _read_back(storage: Storage, name: str) -> tuple[int | None, str]:
-    try:
-        return verify_stored(storage, name)
-    except FileNotFoundError:
-        return None, ""
-    except Exception as exc:
-        raise SyncAborted(f"cannot read storage file {name!r}: {error_text(exc)}") from exc
-
-
 def _missing(row: tuple, detail: str) -> MissingImage:
     return MissingImage(*row, reason=MISSING, detail=detail)
 
@@ -277,16 +248,8 @@ def _corrupt(row: tuple, detail: str) -> MissingImage:
 
 def require_property(pf_id: str | None) -> None:
     """Raise UnknownProperty unless a host property has this pf_id (None: nothing to check)."""
-    if pf_id is not None and not Property.objects.filter(pf_id=pf_id).exists():
+    if pf_id is not None and not property_exists(pf_id):
         raise UnknownProperty(f"no property has pf_id {pf_id!r}")
-
-
-def record_abort(command: str, options: dict[str, Any], message: str) -> None:
-    """Record a run that could not start, when pfsync's own tables can be written."""
-    try:
-        RunRecorder.start(command, options=options).fail(message)
-    except DatabaseError:
-        logger.warning("could not record the %s run that failed: %s", command, message)
 
 
 def _finish_message(what: str, found: int, reasons: dict[str, int]) -> str:
@@ -307,12 +270,67 @@ def find_unreferenced_files(storage: Storage | None = None) -> list[str] | None:
     if listing is None:
         return None
     prefix = f"{folder}/" if folder else ""
-    referenced = set(
-        PropertyImage.objects.filter(image__startswith=prefix)
-        .values_list("image", flat=True)
-        .iterator(chunk_size=CHUNK_SIZE)
-    )
+    referenced = referenced_names(prefix, chunk_size=CHUNK_SIZE)
     return sorted(f"{prefix}{name}" for name in listing if f"{prefix}{name}" not in referenced)
+
+
+class CheckJob(Job):
+    """One pf_check run: reads rows and storage, records what is missing; no lock, no client."""
+
+    command = SyncRun.Command.CHECK
+
+    def __init__(
+        self,
+        *,
+        pf_id: str | None = None,
+        verify: bool = False,
+        chunk_size: int = CHUNK_SIZE,
+        storage: Storage | None = None,
+    ) -> None:
+        super().__init__(storage=storage)
+        self.pf_id = pf_id
+        self.verify = verify
+        self.chunk_size = chunk_size
+        self.scan = ScanResult()
+
+    def options(self) -> dict[str, Any]:
+        return {"property": self.pf_id, "verify": self.verify}
+
+    def preflight(self) -> None:
+        super().preflight()
+        require_property(self.pf_id)
+
+    def work(self) -> None:
+        self.scan = find_missing_images(
+            self.storage, pf_id=self.pf_id, verify=self.verify, chunk_size=self.chunk_size
+        )
+        for item in self.scan.missing:
+            self.recorder.error(
+                f"image.{item.reason}",
+                describe(item),
+                pf_id=item.pf_id,
+                object_type="image",
+                object_id=item.image_id,
+            )
+
+    def finish_message(self) -> str:
+        scan = self.scan
+        checked = f"checked {scan.checked} images"
+        if self.verify:
+            checked += f" ({scan.verified} verified, {scan.unverified} without a recorded checksum)"
+        return _finish_message(checked, len(scan.missing), scan.reasons())
+
+    def result(self) -> CheckResult:
+        scan = self.scan
+        return CheckResult(
+            checked=scan.checked,
+            verified=scan.verified,
+            unverified=scan.unverified,
+            missing=scan.missing,
+            run_id=self.recorder.run.pk,
+            verify=self.verify,
+            pf_id=self.pf_id,
+        )
 
 
 def check_images(
@@ -327,40 +345,11 @@ def check_images(
     Writes nothing to the host tables and never takes the writer lock. Raises
     SyncAborted (exit status 2) when it cannot run.
     """
-    options = {"property": pf_id, "verify": verify}
-    try:
-        preflight()
-        require_property(pf_id)
-    except SyncAborted as exc:
-        record_abort("pf_check", options, str(exc))
-        raise
-    recorder = RunRecorder.start("pf_check", options=options)
-    with recording_outcome(recorder):
-        scan = find_missing_images(storage, pf_id=pf_id, verify=verify, chunk_size=chunk_size)
-    for item in scan.missing:
-        recorder.error(
-            f"image.{item.reason}",
-            describe(item),
-            pf_id=item.pf_id,
-            object_type="image",
-            object_id=item.image_id,
-        )
-    checked = f"checked {scan.checked} images"
-    if verify:
-        checked += f" ({scan.verified} verified, {scan.unverified} without a recorded checksum)"
-    recorder.finish(message=_finish_message(checked, len(scan.missing), scan.reasons()))
-    return CheckResult(
-        checked=scan.checked,
-        verified=scan.verified,
-        unverified=scan.unverified,
-        missing=scan.missing,
-        run_id=recorder.run.pk,
-        verify=verify,
-        pf_id=pf_id,
-    )
+    return CheckJob(pf_id=pf_id, verify=verify, chunk_size=chunk_size, storage=storage).run()
 
 
 def describe(item: MissingImage) -> str:
+    """What is wrong with one image row's file, as a report entry says it."""
     what = {
         MISSING: "file is missing",
         EMPTY: "file is empty (0 bytes)",

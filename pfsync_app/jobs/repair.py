@@ -8,17 +8,13 @@ deleted or overwritten.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.core.files.storage import Storage, default_storage
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
-from django.utils import timezone
+from django.db import DatabaseError, InterfaceError, OperationalError
 
-from pfsync_app.atlas import AtlasClient, records
+from pfsync_app.atlas import records
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import (
@@ -27,19 +23,16 @@ from pfsync_app.exceptions import (
     SyncAborted,
     first_line,
 )
+from pfsync_app.jobs.base import Job, atlas_failure
 from pfsync_app.jobs.check import (
     MissingImage,
     describe,
     find_missing_images,
-    record_abort,
     require_property,
 )
-from pfsync_app.jobs.sync import preflight
-from pfsync_app.media.download import ImageDownloader, StoredImage
-from pfsync_app.models import PropertyImage
-from pfsync_app.reports.recorder import RunRecorder, recording_outcome
-from pfsync_app.writers.images import record_checksums
-from pfsync_app.writers.lock import writer_lock
+from pfsync_app.media.download import StoredImage
+from pfsync_app.models import SyncRun
+from pfsync_app.writers.images import MAX_SOURCE_URL, repoint_image
 
 # Listings fetched again in one go once this many properties have dead image URLs.
 REFETCH_BATCH = 50
@@ -47,9 +40,6 @@ REFETCH_BATCH = 50
 
 # Report entries and counters are written to the database every this many outcomes.
 CHECKPOINT_EVERY = 100
-
-
-MAX_SOURCE_URL = PropertyImage._meta.get_field("source_url").max_length
 
 
 @dataclass
@@ -173,116 +163,89 @@ class _Job:
     first_error: str = ""
 
 
-class Repair:
-    """One pf_repair run. ``Repair(options).run()`` or ``repair_images(options)``."""
+class RepairJob(Job):
+    """One pf_repair run. ``RepairJob(options).run()`` or ``repair_images(options)``."""
+
+    command = SyncRun.Command.REPAIR
+    writes = True
 
     def __init__(
-        self,
-        options: RepairOptions,
-        *,
-        storage: Storage | None = None,
-        client: AtlasClient | None = None,
-        downloader: ImageDownloader | None = None,
-        events: RepairEvents | None = None,
-        client_factory: Callable[[], AtlasClient] | None = None,
+        self, options: RepairOptions, *, events: RepairEvents | None = None, **resources: Any
     ) -> None:
-        self.options = options
-        self.storage = storage if storage is not None else default_storage
-        self.client = client
-        self.downloader = downloader
+        super().__init__(**resources)
+        self.repair_options = options
         self.events = events or RepairEvents()
-        self.client_factory = client_factory
-        self.result = RepairResult(dry_run=options.dry_run)
-        self.recorder: RunRecorder | None = None
+        self.repair_result = RepairResult(dry_run=options.dry_run)
         self.api_problem = ""
         self._outcomes = 0
 
-    def run(self) -> RepairResult:
-        """Repair; raise SyncAborted (exit status 2) when it cannot run."""
-        options = self.options.as_dict()
-        with ExitStack() as stack:
-            try:
-                preflight()
-                require_property(self.options.pf_id)
-                if not self.options.dry_run:
-                    stack.enter_context(writer_lock("pf_repair"))
-            except SyncAborted as exc:
-                record_abort("pf_repair", options, str(exc))
-                raise
-            self.recorder = RunRecorder.start(
-                "pf_repair", options=options, holding_lock=not self.options.dry_run
-            )
-            self.result.run_id = self.recorder.run.pk
-            return self._run()
+    @property
+    def dry_run(self) -> bool:
+        return self.repair_options.dry_run
 
-    def _run(self) -> RepairResult:
-        recorder = self.recorder
-        with recording_outcome(recorder):
-            scan = find_missing_images(
-                self.storage, pf_id=self.options.pf_id, verify=self.options.verify
-            )
-            selected = scan.missing
-            if self.options.limit is not None:
-                selected = selected[: self.options.limit]
-            self.result.total_found = len(scan.missing)
-            self.result.selected = selected
-            self.events.found(len(scan.missing), selected)
-            if self.options.dry_run:
-                for item in selected:
-                    recorder.info(
-                        "image.would_repair",
-                        describe(item),
-                        pf_id=item.pf_id,
-                        object_type="image",
-                        object_id=item.image_id,
-                    )
-            elif selected:
-                self._repair(selected)
-        result = self.result
-        if self.options.dry_run:
-            message = (
+    def options(self) -> dict[str, Any]:
+        return self.repair_options.as_dict()
+
+    def preflight(self) -> None:
+        super().preflight()
+        require_property(self.repair_options.pf_id)
+
+    def work(self) -> None:
+        options, result = self.repair_options, self.repair_result
+        result.run_id = self.recorder.run.pk
+        scan = find_missing_images(self.storage, pf_id=options.pf_id, verify=options.verify)
+        selected = scan.missing
+        if options.limit is not None:
+            selected = selected[: options.limit]
+        result.total_found = len(scan.missing)
+        result.selected = selected
+        self.events.found(len(scan.missing), selected)
+        if options.dry_run:
+            for item in selected:
+                self.recorder.info(
+                    "image.would_repair",
+                    describe(item),
+                    pf_id=item.pf_id,
+                    object_type="image",
+                    object_id=item.image_id,
+                )
+        elif selected:
+            self._repair(selected)
+
+    def finish_message(self) -> str:
+        result = self.repair_result
+        if self.dry_run:
+            return (
                 f"dry run: {result.total_found} images need repair; "
                 f"{len(result.selected)} listed, nothing downloaded"
             )
-        else:
-            message = (
-                f"repaired {len(result.repaired)} of {len(result.selected)} images; "
-                f"{result.still_missing} still missing"
-            )
-        recorder.finish(message=message)
-        return result
+        return (
+            f"repaired {len(result.repaired)} of {len(result.selected)} images; "
+            f"{result.still_missing} still missing"
+        )
+
+    def result(self) -> RepairResult:
+        return self.repair_result
 
     # -- repairing ---------------------------------------------------------
 
     def _repair(self, selected: list[MissingImage]) -> None:
-        concurrency = self.options.concurrency or int(pfsync_settings.PF_SYNC_CONCURRENCY)
-        # Closed in reverse order, and also when building a later piece fails.
-        with ExitStack() as cleanup:
-            if self.client is None:
-                if self.client_factory is not None:
-                    self.client = self.client_factory()
-                else:
-                    self.client = _default_client(concurrency)
-                cleanup.callback(self.client.close)
-            if self.downloader is None:
-                self.downloader = ImageDownloader(session=self.client.session, storage=self.storage)
-                cleanup.callback(self.downloader.close)
-            pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pfsync-repair")
-            cleanup.callback(pool.shutdown, wait=True, cancel_futures=True)
-            self._authenticate()
-            self._download_all(selected, pool)
-
-    def _authenticate(self) -> None:
+        concurrency = self.repair_options.concurrency or int(pfsync_settings.PF_SYNC_CONCURRENCY)
+        self.open_client(concurrency)
+        self.open_downloader()
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pfsync-repair")
         try:
-            self.client.authenticate()
-        except AuthenticationError as exc:
-            raise SyncAborted(
-                f"Property Finder refused the credentials (PF_API_KEY/PF_API_SECRET): {exc}"
-            ) from exc
-        except AtlasError as exc:
-            # Old URLs may still work: go on, and say why moved images cannot be followed.
-            self.api_problem = f"the Property Finder API cannot be reached: {exc}"
-            self.recorder.warning("api.unreachable", self.api_problem)
+            try:
+                self.authenticate()
+            except SyncAborted as exc:
+                if isinstance(exc.__cause__, AuthenticationError):
+                    raise
+                # Old URLs may still work: go on, and say why moved images cannot be followed.
+                self.api_problem = f"the Property Finder API cannot be reached: {exc.__cause__}"
+                self.recorder.warning("api.unreachable", self.api_problem)
+            self._download_all(selected, pool)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _download_all(self, selected: list[MissingImage], pool: ThreadPoolExecutor) -> None:
         pending: dict[Future, _Job] = {}
@@ -330,7 +293,7 @@ class Repair:
         try:
             listings = {listing.id: listing for listing in self.client.get_listings(pf_ids)}
         except AuthenticationError as exc:
-            raise SyncAborted(f"Property Finder refused the credentials mid-run: {exc}") from exc
+            raise atlas_failure(exc, "", mid_run=True) from exc
         except AtlasError as exc:
             for job in moved:
                 self._fail(
@@ -362,20 +325,11 @@ class Repair:
     def _save(self, job: _Job, stored: StoredImage) -> None:
         """Point the row at the new file and record its checksum (this thread only)."""
         item = job.image
-        updates: dict[str, Any] = {"image": stored.name}
-        if job.current is not None:
-            updates.update(
-                source_url=job.current.url, width=job.current.width, height=job.current.height
-            )
-        source_url = updates.get("source_url", item.source_url)
+        source_url = job.current.url if job.current is not None else item.source_url
         try:
-            with transaction.atomic():
-                changed = PropertyImage.objects.filter(
-                    pk=item.image_id, image=item.name, is_active=True
-                ).update(**updates)
-                if changed:
-                    row = PropertyImage(id=item.image_id, source_url=source_url)
-                    record_checksums([(row, stored)], timezone.now())
+            changed = repoint_image(
+                item.image_id, item.name, stored, source_url=source_url, moved=job.current
+            )
         except (OperationalError, InterfaceError):
             raise
         except DatabaseError as exc:
@@ -391,7 +345,7 @@ class Repair:
             )
             return
         repaired = RepairedImage(item, stored.name, source_url, stored.size, stored.sha256)
-        self.result.repaired.append(repaired)
+        self.repair_result.repaired.append(repaired)
         self.recorder.count("images_downloaded")
         moved = f" from the listing's current URL ({job.first_error})" if job.current else ""
         self.recorder.info(
@@ -407,7 +361,7 @@ class Repair:
     def _fail(self, job: _Job, cause: str, reason: str) -> None:
         item = job.image
         failure = RepairFailure(item, cause, reason)
-        self.result.failed.append(failure)
+        self.repair_result.failed.append(failure)
         self.recorder.count("images_failed")
         self.recorder.error(
             "image.repair_failed",
@@ -433,13 +387,6 @@ def _properties(jobs: list[_Job]) -> int:
     return len({job.image.pf_id for job in jobs})
 
 
-def _default_client(concurrency: int) -> AtlasClient:
-    """The client from settings, its connection pool sized for ``concurrency`` downloads."""
-    from pfsync_app.jobs.clients import build_client
-
-    return build_client(concurrency)
-
-
 def repair_images(options: RepairOptions | None = None, **kwargs: Any) -> RepairResult:
-    """Run one pf_repair (see Repair for the keyword arguments)."""
-    return Repair(options or RepairOptions(), **kwargs).run()
+    """Run one pf_repair (``kwargs``: events, and the resources Job takes)."""
+    return RepairJob(options or RepairOptions(), **kwargs).run()

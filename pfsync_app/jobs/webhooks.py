@@ -1,14 +1,14 @@
-"""Webhook events from Property Finder: signature check, storage once per event id, processing.
+"""Processing stored webhook events: each event's handler, in one recorded pf_webhooks run.
 
-The view (``views.py``) checks the signature, stores the event and answers;
-the event is processed once the answer has been sent (``process_received``).
-Whatever could not be processed then stays pending, with its attempts and last
+The view (``views.py``) verifies, stores and acknowledges an event; it is then
+processed right after the answer has been sent (``process_received``).
+Whatever could not be processed stays pending, with its attempts and last
 error, for ``process_pending()`` (``pf_webhooks process``, or after pf_sync).
 
 What an event does:
 
-- ``listing.published``: that listing and its images, through pf_sync's own code
-  (``run_sync`` with ``listing_ids``), under the writer lock;
+- ``listing.published``: that listing and its images, through the listings
+  stage pf_sync uses, under the writer lock;
 - ``listing.unpublished``: ``is_published = false`` on that property (an UPDATE);
 - ``user.created`` / ``user.updated`` / ``user.activated``: that user fetched and saved;
 - ``user.deleted`` / ``user.deactivated``: recorded only; pfsync never deletes or
@@ -19,39 +19,45 @@ What an event does:
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import F
-from django.utils import timezone
-from django.utils.crypto import constant_time_compare
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_chain, wait_fixed
 
 from pfsync_app.atlas import AtlasClient, AtlasError
 from pfsync_app.conf import SETTINGS, pfsync_settings
 from pfsync_app.exceptions import (
     EventDeferred,
     EventIgnored,
-    InvalidEvent,
     SyncAborted,
     WriterBusy,
 )
-from pfsync_app.jobs.sync import SyncOptions, record_user_outcome, run_sync
+from pfsync_app.jobs.base import Job, atlas_failure
+from pfsync_app.jobs.clients import build_client
+from pfsync_app.jobs.listings import ListingStage
+from pfsync_app.jobs.pipeline import Progress
+from pfsync_app.jobs.users import record_user_outcome
 from pfsync_app.mapping import map_user
 from pfsync_app.media.download import ImageDownloader
-from pfsync_app.models import Agent, ListingState, Property, SyncRun, WebhookEvent
+from pfsync_app.media.files import storage_write_problem, sweep_stale_downloads
+from pfsync_app.models import SyncRun, WebhookEvent
 from pfsync_app.reports.logs import one_line, redact
-from pfsync_app.reports.recorder import RunRecorder
-from pfsync_app.writers.listings import unpublish
+from pfsync_app.reports.recorder import writing_run_in_progress
+from pfsync_app.writers.events import claim_event, pending_event, pending_events, settle_event
+from pfsync_app.writers.listings import forget_fingerprint, property_id_of, unpublish
+from pfsync_app.writers.lock import writer_lock
 from pfsync_app.writers.outcomes import UNCHANGED
-from pfsync_app.writers.users import save_user
+from pfsync_app.writers.users import agent_id_of, save_user
 
 logger = logging.getLogger("pfsync.webhooks")
+
 
 #: The events pfsync subscribes to and acts on.
 EVENT_TYPES = (
@@ -64,128 +70,31 @@ EVENT_TYPES = (
     "user.activated",
     "user.deactivated",
 )
-SIGNATURE_HEADER = "X-Signature"
+
+
 #: After this many failed attempts an event is marked failed and no longer retried.
 MAX_ATTEMPTS = 10
+
+
 #: Waits (seconds) for the writer lock when another listing event holds it, before deferring.
 LOCK_RETRY_DELAYS = (1.0, 2.0, 4.0)
+
+
 #: Seconds a listing event waits for the one before it in this process, before deferring.
 LISTING_LOCK_TIMEOUT = 60.0
+
+
 #: Budget of the API client and image downloads used right after an event arrives.
 RECEIVED_API_TIMEOUT = 10.0
+
+
 RECEIVED_API_MAX_ATTEMPTS = 3
+
+
 RECEIVED_API_MAX_RETRY_WAIT = 10.0
+
+
 RECEIVED_IMAGE_MAX_RETRIES = 2
-
-_FIELD_LIMITS = {
-    name: WebhookEvent._meta.get_field(name).max_length
-    for name in ("event_id", "event_type", "entity_type", "entity_id")
-}
-_NOTE_LIMIT = 2000
-
-
-# ---------------------------------------------------------------------------
-# Receiving
-# ---------------------------------------------------------------------------
-
-
-def signature_for(secret: str, body: bytes) -> str:
-    """The hex HMAC-SHA256 of ``body`` keyed by ``secret``, as Property Finder signs events."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def signature_problem(body: bytes, header: str | None) -> str | None:
-    """Why the ``X-Signature`` header does not authenticate ``body``; None when it does."""
-    secret = pfsync_settings.PF_WEBHOOK_SECRET
-    if not secret:
-        if pfsync_settings.PF_WEBHOOK_ALLOW_UNSIGNED:
-            return None
-        return (
-            "no webhook secret is configured (PF_WEBHOOK_SECRET), so events are refused; "
-            "set it, or PF_WEBHOOK_ALLOW_UNSIGNED=true to accept unsigned events"
-        )
-    given = (header or "").strip()
-    if not given:
-        return f"the {SIGNATURE_HEADER} header is missing"
-    if given[:7].lower() == "sha256=":
-        given = given[7:]
-    if not constant_time_compare(signature_for(str(secret), body), given.lower()):
-        return f"the {SIGNATURE_HEADER} header does not match the body"
-    return None
-
-
-@dataclass(frozen=True)
-class ParsedEvent:
-    """The parts of a webhook event pfsync stores; ``body`` is the whole decoded event."""
-
-    event_id: str
-    event_type: str
-    entity_type: str
-    entity_id: str
-    body: dict[str, Any]
-
-
-def _text(value: Any, name: str, column: str, *, required: bool) -> str:
-    """An event field as text for ``column``; raises InvalidEvent naming the field."""
-    if value is None and not required:
-        return ""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        found = "nothing" if value is None else f"a JSON {type(value).__name__}"
-        raise InvalidEvent(f"the event's {name} must be a string, got {found}")
-    text = str(value).strip()
-    if required and not text:
-        raise InvalidEvent(f"the event's {name} is empty")
-    if "\x00" in text:
-        # PostgreSQL text cannot hold NUL; psycopg2 raises ValueError (a 500) on the lookup.
-        raise InvalidEvent(f"the event's {name} contains a NUL character")
-    limit = _FIELD_LIMITS[column]
-    if len(text) > limit:
-        raise InvalidEvent(f"the event's {name} is longer than {limit} characters")
-    return text
-
-
-def parse_event(body: bytes) -> ParsedEvent:
-    """The event in a request body; raises InvalidEvent naming what is wrong."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise InvalidEvent("the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidEvent("the body must be a JSON object (a webhook event)")
-    event_id = _text(data.get("id"), "id", "event_id", required=True)
-    event_type = _text(data.get("type"), "type", "event_type", required=True)
-    entity = data.get("entity")
-    if not isinstance(entity, dict):
-        raise InvalidEvent("the event has no entity object")
-    entity_id = _text(entity.get("id"), "entity.id", "entity_id", required=True)
-    entity_type = _text(entity.get("type"), "entity.type", "entity_type", required=False)
-    return ParsedEvent(
-        event_id=event_id,
-        event_type=event_type,
-        entity_type=entity_type or event_type.split(".", 1)[0],
-        entity_id=entity_id,
-        body=data,
-    )
-
-
-def store_event(event: ParsedEvent) -> tuple[WebhookEvent, bool]:
-    """Save a received event once; ``(row, False)`` when its event id was already stored."""
-    # get_or_create catches the IntegrityError of a concurrent twin and returns the stored row.
-    return WebhookEvent.objects.get_or_create(
-        event_id=event.event_id,
-        defaults={
-            "event_type": event.event_type,
-            "entity_type": event.entity_type,
-            "entity_id": event.entity_id,
-            "payload": event.body,
-            "status": WebhookEvent.Status.PENDING,
-        },
-    )
-
-
-# ---------------------------------------------------------------------------
-# Processing
-# ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -227,105 +136,6 @@ class ProcessSummary:
         return ", ".join(parts)
 
 
-class _EventRecorder:
-    """The recorder run_sync writes to: entries and counts go to the batch's run.
-
-    run_sync finishes or fails its recorder; the batch's run must outlive one
-    listing, so finishing here only saves, and a failure is recorded by the batch.
-    """
-
-    def __init__(self, batch: RunRecorder) -> None:
-        self._batch = batch
-        self._lock = threading.Lock()
-        self.run = batch.run
-        self.errors = 0
-
-    @property
-    def counters(self) -> dict[str, int]:
-        """The batch's counters."""
-        return self._batch.counters
-
-    @property
-    def finished(self) -> bool:
-        """Never: the batch ends the run."""
-        return False
-
-    def count(self, name: str, n: int = 1) -> None:
-        """Count on the batch's run."""
-        self._batch.count(name, n)
-
-    def entry(self, level: str, action: str, message: str, **kwargs: Any) -> None:
-        """An entry on the batch's run."""
-        self._batch.entry(level, action, message, **kwargs)
-
-    def info(self, action: str, message: str, **kwargs: Any) -> None:
-        """An info entry on the batch's run."""
-        self._batch.info(action, message, **kwargs)
-
-    def warning(self, action: str, message: str, **kwargs: Any) -> None:
-        """A warning entry on the batch's run."""
-        self._batch.warning(action, message, **kwargs)
-
-    def error(self, action: str, message: str, **kwargs: Any) -> None:
-        """An error entry on the batch's run, also counted for this event."""
-        with self._lock:
-            self.errors += 1
-        self._batch.error(action, message, **kwargs)
-
-    def checkpoint(self) -> None:
-        """Save the batch's run so far."""
-        self._batch.checkpoint()
-
-    def finish(self, status: str | None = None, message: str = "") -> Any:
-        """Save; the batch finishes the run."""
-        self._batch.checkpoint()
-        return self.run
-
-    def fail(self, message: str) -> Any:
-        """Nothing: run_sync raises next and the batch records the failure."""
-        return self.run
-
-    def interrupt(self, message: str = "") -> Any:
-        """Nothing: the interruption propagates to the batch."""
-        return self.run
-
-
-# One listing sync at a time per process: two events of one burst wait for each other
-# instead of one finding the writer lock taken (which on SQLite is per process).
-_listing_lock = threading.Lock()
-
-
-class _Batch:
-    """One processing batch: its run, and the API client built only when an event needs it."""
-
-    def __init__(
-        self,
-        recorder: RunRecorder,
-        client: AtlasClient | None,
-        downloader: ImageDownloader | None,
-        sleep: Callable[[float], None],
-    ) -> None:
-        self.recorder = recorder
-        self._client = client
-        self._owns_client = client is None
-        #: None: run_sync builds one on the client's session.
-        self.downloader = downloader
-        self.sleep = sleep
-
-    def client(self) -> AtlasClient:
-        """The batch's API client."""
-        if self._client is None:
-            from pfsync_app.jobs.clients import build_client
-
-            self._client = build_client()
-        return self._client
-
-    def close(self) -> None:
-        """Close the client if the batch built it."""
-        if self._owns_client and self._client is not None:
-            self._client.close()
-
-
 def _entity_id(event: WebhookEvent) -> str:
     if not event.entity_id:
         raise EventIgnored("the event names no entity id")
@@ -344,68 +154,209 @@ def _inner_payload(event: WebhookEvent) -> dict[str, Any]:
     return inner if isinstance(inner, dict) else {}
 
 
-def _scheduled_run_holds_the_lock() -> bool:
-    """Whether a pf_sync or pf_repair is running (hours, maybe): waiting for it is pointless."""
-    return SyncRun.objects.filter(
-        command__in=[SyncRun.Command.SYNC, SyncRun.Command.REPAIR],
-        status=SyncRun.Status.RUNNING,
-    ).exists()
+# One listing sync at a time per process: two events of one burst wait for each other
+# instead of one finding the writer lock taken (which on SQLite is per process).
+_listing_lock = threading.Lock()
 
 
-def _listing_published(event: WebhookEvent, batch: _Batch) -> str:
-    pf_id = _entity_id(event)
-    recorder = _EventRecorder(batch.recorder)
-    delays = iter(LOCK_RETRY_DELAYS)
-    while True:
-        if not _listing_lock.acquire(timeout=LISTING_LOCK_TIMEOUT):
-            raise EventDeferred("another listing event of this process was still being synced")
+class WebhookBatch(Job):
+    """Stored events processed in one recorded pf_webhooks run; failures stay pending.
+
+    The API client is built only when an event needs one. A listing event holds
+    the writer lock only while its listing is saved.
+    """
+
+    command = SyncRun.Command.WEBHOOKS
+
+    def __init__(
+        self,
+        events: list[WebhookEvent],
+        *,
+        trigger: str,
+        sleep: Callable[[float], None] = time.sleep,
+        **resources: Any,
+    ) -> None:
+        super().__init__(**resources)
+        self.events = events
+        self.trigger = trigger
+        self.sleep = sleep
+        self.summary = ProcessSummary()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def options(self) -> dict[str, Any]:
+        return {"trigger": self.trigger, "events": [e.event_id for e in self.events[:100]]}
+
+    def work(self) -> None:
+        self.summary.run_id = self.recorder.run.pk
+        for event in self.events:
+            self._process(event)
+            self.recorder.checkpoint()
+
+    def finish_message(self) -> str:
+        return self.summary.text()
+
+    def result(self) -> ProcessSummary:
+        return self.summary
+
+    # -- one event -----------------------------------------------------------
+
+    def _process(self, event: WebhookEvent) -> None:
+        summary, recorder = self.summary, self.recorder
+        if not claim_event(event):
+            summary.skipped += 1
+            return
+        handler = HANDLERS.get(event.event_type)
+        where = f"{event.event_type} {event.entity_id}".strip()
         try:
-            result = run_sync(
-                SyncOptions(listing_ids=[pf_id]),
-                client=batch.client(),
-                downloader=batch.downloader,
-                recorder=recorder,
+            if handler is None:
+                raise EventIgnored(f"pfsync does not act on {event.event_type} events")
+            note = handler(event, self)
+        except EventDeferred as exc:
+            settle_event(event, WebhookEvent.Status.PENDING, redact(str(exc)), uncount=True)
+            summary.deferred += 1
+            recorder.warning("webhook.deferred", f"{where}: {exc}", pf_id=event.entity_id)
+        except EventIgnored as exc:
+            settle_event(event, WebhookEvent.Status.IGNORED, redact(str(exc)))
+            summary.ignored += 1
+            recorder.info("webhook.ignored", f"{where}: {exc}", pf_id=event.entity_id)
+        except Exception as exc:  # one bad event must not stop the batch; it is retried later
+            message = str(exc) if isinstance(exc, SyncAborted) else one_line(exc)
+            if not isinstance(exc, SyncAborted | AtlasError):
+                logger.warning("webhook event %s (%s) failed", event.event_id, where, exc_info=True)
+            given_up = event.attempts >= MAX_ATTEMPTS
+            status = WebhookEvent.Status.FAILED if given_up else WebhookEvent.Status.PENDING
+            settle_event(event, status, redact(message))
+            if given_up:
+                summary.failed += 1
+                outcome = f"given up after {event.attempts} attempts"
+            else:
+                summary.retry += 1
+                outcome = f"attempt {event.attempts} of {MAX_ATTEMPTS}; it will be retried"
+            summary.problems.append(f"{where}: {redact(message)}")
+            recorder.error(
+                "webhook.failed", f"{where}: {message} ({outcome})", pf_id=event.entity_id
             )
-            break
+        else:
+            settle_event(event, WebhookEvent.Status.PROCESSED, redact(note))
+            summary.processed += 1
+
+    # -- what listing events need ----------------------------------------------
+
+    @contextmanager
+    def listing_sync(self) -> Iterator[None]:
+        """Hold this process's listing lock and the writer lock while one listing is saved.
+
+        Another event's short sync (in another process) is waited for, at
+        LOCK_RETRY_DELAYS; a pf_sync or pf_repair that is running (hours, maybe)
+        is not: the event is deferred (``EventDeferred``) and stays pending.
+        """
+
+        def attempt() -> ExitStack:
+            held = ExitStack()
+            if not _listing_lock.acquire(timeout=LISTING_LOCK_TIMEOUT):
+                raise EventDeferred("another listing event of this process was still being synced")
+            held.callback(_listing_lock.release)
+            try:
+                held.enter_context(writer_lock(self.command))
+            except BaseException:
+                held.close()
+                raise
+            return held
+
+        retrying = Retrying(
+            retry=retry_if_exception(
+                lambda exc: isinstance(exc, WriterBusy) and not writing_run_in_progress()
+            ),
+            wait=wait_chain(*(wait_fixed(delay) for delay in LOCK_RETRY_DELAYS)),
+            stop=stop_after_attempt(len(LOCK_RETRY_DELAYS) + 1),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        try:
+            held = retrying(attempt)
         except WriterBusy as exc:
-            text = str(exc)
-            delay = None if _scheduled_run_holds_the_lock() else next(delays, None)
-            if delay is None:
-                raise EventDeferred(f"waiting for the writer lock: {text}") from None
-        finally:
-            _listing_lock.release()
-        # Another event's short sync (in another process) holds the lock: wait a little.
-        batch.sleep(delay)
-    if recorder.errors:
-        return f"synced with {recorder.errors} error(s); see run {result.run_id}"
+            raise EventDeferred(f"waiting for the writer lock: {exc}") from None
+        with held:
+            yield
+
+    def listing_stage(self) -> ListingStage:
+        """A listings stage recording on this batch's run (storage checked once per batch)."""
+        if self._pool is None:
+            problem = storage_write_problem(self.storage)
+            if problem:
+                raise SyncAborted(f"{problem} (check MEDIA_ROOT and its permissions)")
+            sweep_stale_downloads(self.storage)
+            self.open_client()
+            self.open_downloader()
+            concurrency = int(pfsync_settings.PF_SYNC_CONCURRENCY)
+            self._pool = ThreadPoolExecutor(
+                max_workers=concurrency, thread_name_prefix="pfsync-image"
+            )
+            self.on_close(self._pool.shutdown, wait=True, cancel_futures=True)
+        return ListingStage(
+            self.recorder,
+            downloader=self.downloader,
+            storage=self.storage,
+            pool=self._pool,
+            progress=Progress(),
+            failures=[],
+            changes=[],
+        )
+
+
+# ---------------------------------------------------------------------------
+# The handlers: each returns a note for the event row, or raises EventIgnored,
+# EventDeferred, or any other error (counted as an attempt).
+# ---------------------------------------------------------------------------
+
+
+def _listing_published(event: WebhookEvent, batch: WebhookBatch) -> str:
+    pf_id = _entity_id(event)
+    with batch.listing_sync():
+        stage = batch.listing_stage()
+        try:
+            listings = batch.open_client().get_listings([pf_id])
+        except AtlasError as exc:
+            raise atlas_failure(exc, f"cannot fetch listings {pf_id}", mid_run=True) from exc
+        if not listings:
+            raise SyncAborted(
+                f"listing {pf_id} does not exist on Property Finder "
+                "(or is not visible to this API key)"
+            )
+        errors_before = batch.recorder.counters["errors"]
+        stage.save(listings)
+        stage.report_unmapped()
+    errors = batch.recorder.counters["errors"] - errors_before
+    if errors:
+        return f"synced with {errors} error(s); see run {batch.recorder.run.pk}"
     return ""
 
 
-def _listing_unpublished(event: WebhookEvent, batch: _Batch) -> str:
+def _listing_unpublished(event: WebhookEvent, batch: WebhookBatch) -> str:
     pf_id = _entity_id(event)
-    prop = Property.objects.filter(pf_id=pf_id).only("pk").first()
-    if prop is None:
+    property_id = property_id_of(pf_id)
+    if property_id is None:
         return f"no property has pf_id {pf_id}; nothing to unpublish"
-    done = unpublish([prop.pk])
+    done = unpublish([property_id])
     # The next pf_sync compares the listing again rather than skipping it as unchanged, so
     # an event delivered out of order is corrected by the next run.
-    ListingState.objects.filter(pf_id=pf_id).update(fingerprint="")
+    forget_fingerprint(pf_id)
     if not done:
-        return f"property {prop.pk} was already unpublished"
+        return f"property {property_id} was already unpublished"
     batch.recorder.count("properties_unpublished")
     batch.recorder.info(
         "property.unpublished",
         "unpublished on Property Finder (listing.unpublished event)",
         pf_id=pf_id,
         object_type="property",
-        object_id=prop.pk,
+        object_id=property_id,
     )
     return ""
 
 
-def _user_synced(event: WebhookEvent, batch: _Batch) -> str:
+def _user_synced(event: WebhookEvent, batch: WebhookBatch) -> str:
     user_id = _user_id(event)
-    record = batch.client().get_user(user_id)
+    record = batch.open_client().get_user(user_id)
     if record is None:
         raise EventIgnored(f"Property Finder returns no user {user_id}; nothing was synced")
     values = map_user(record)
@@ -416,9 +367,9 @@ def _user_synced(event: WebhookEvent, batch: _Batch) -> str:
     return ""
 
 
-def _user_left_alone(event: WebhookEvent, batch: _Batch) -> str:
+def _user_left_alone(event: WebhookEvent, batch: WebhookBatch) -> str:
     user_id = _user_id(event)
-    agent_id = Agent.objects.filter(pf_user_id=user_id).values_list("pk", flat=True).first()
+    agent_id = agent_id_of(user_id)
     who = f"host user {agent_id}" if agent_id else "no host user is linked to it, and nothing"
     what = event.event_type.split(".", 1)[1]
     note = (
@@ -435,7 +386,7 @@ def _user_left_alone(event: WebhookEvent, batch: _Batch) -> str:
     return note
 
 
-def _listing_action(event: WebhookEvent, batch: _Batch) -> str:
+def _listing_action(event: WebhookEvent, batch: WebhookBatch) -> str:
     payload = _inner_payload(event)
     listing = payload.get("listing") if isinstance(payload.get("listing"), dict) else {}
     pf_id = str(listing.get("id") or event.entity_id or "")
@@ -452,9 +403,7 @@ def _listing_action(event: WebhookEvent, batch: _Batch) -> str:
         text += f" If unresolved by {payload['expiresAt']}: {payload['expireAction']}."
     if listing.get("reference"):
         text = f"listing {listing['reference']}: {text}"
-    property_id = (
-        Property.objects.filter(pf_id=pf_id).values_list("pk", flat=True).first() if pf_id else None
-    )
+    property_id = property_id_of(pf_id)
     level = batch.recorder.info if status == "expired" else batch.recorder.warning
     level(
         "listing.action",
@@ -466,7 +415,7 @@ def _listing_action(event: WebhookEvent, batch: _Batch) -> str:
     return ""
 
 
-_HANDLERS: dict[str, Callable[[WebhookEvent, _Batch], str]] = {
+HANDLERS: dict[str, Callable[[WebhookEvent, WebhookBatch], str]] = {
     "listing.published": _listing_published,
     "listing.unpublished": _listing_unpublished,
     "listing.action": _listing_action,
@@ -476,69 +425,6 @@ _HANDLERS: dict[str, Callable[[WebhookEvent, _Batch], str]] = {
     "user.deleted": _user_left_alone,
     "user.deactivated": _user_left_alone,
 }
-
-
-def _claim(event: WebhookEvent) -> bool:
-    """Count an attempt; False when another process took or settled the event meanwhile."""
-    taken = WebhookEvent.objects.filter(
-        pk=event.pk, status=WebhookEvent.Status.PENDING, attempts=event.attempts
-    ).update(attempts=F("attempts") + 1)
-    if taken:
-        event.attempts += 1
-    return bool(taken)
-
-
-def _settle(event: WebhookEvent, status: str, note: str, **extra: Any) -> None:
-    event.status = status
-    event.last_error = redact(note)[:_NOTE_LIMIT]
-    event.processed_at = None if status == WebhookEvent.Status.PENDING else timezone.now()
-    WebhookEvent.objects.filter(pk=event.pk).update(
-        status=event.status,
-        last_error=event.last_error,
-        processed_at=event.processed_at,
-        **extra,
-    )
-
-
-def _process_one(event: WebhookEvent, batch: _Batch, summary: ProcessSummary) -> None:
-    if not _claim(event):
-        summary.skipped += 1
-        return
-    handler = _HANDLERS.get(event.event_type)
-    where = f"{event.event_type} {event.entity_id}".strip()
-    try:
-        if handler is None:
-            raise EventIgnored(f"pfsync does not act on {event.event_type} events")
-        note = handler(event, batch)
-    except EventDeferred as exc:
-        event.attempts -= 1
-        _settle(event, WebhookEvent.Status.PENDING, str(exc), attempts=F("attempts") - 1)
-        summary.deferred += 1
-        batch.recorder.warning("webhook.deferred", f"{where}: {exc}", pf_id=event.entity_id)
-    except EventIgnored as exc:
-        _settle(event, WebhookEvent.Status.IGNORED, str(exc))
-        summary.ignored += 1
-        batch.recorder.info("webhook.ignored", f"{where}: {exc}", pf_id=event.entity_id)
-    except Exception as exc:  # one bad event must not stop the batch; it is retried later
-        message = str(exc) if isinstance(exc, SyncAborted) else one_line(exc)
-        if not isinstance(exc, SyncAborted | AtlasError):
-            logger.warning("webhook event %s (%s) failed", event.event_id, where, exc_info=True)
-        given_up = event.attempts >= MAX_ATTEMPTS
-        status = WebhookEvent.Status.FAILED if given_up else WebhookEvent.Status.PENDING
-        _settle(event, status, message)
-        if given_up:
-            summary.failed += 1
-            outcome = f"given up after {event.attempts} attempts"
-        else:
-            summary.retry += 1
-            outcome = f"attempt {event.attempts} of {MAX_ATTEMPTS}; it will be retried"
-        summary.problems.append(f"{where}: {redact(message)}")
-        batch.recorder.error(
-            "webhook.failed", f"{where}: {message} ({outcome})", pf_id=event.entity_id
-        )
-    else:
-        _settle(event, WebhookEvent.Status.PROCESSED, note)
-        summary.processed += 1
 
 
 def process_events(
@@ -551,24 +437,10 @@ def process_events(
 ) -> ProcessSummary:
     """Process stored events in one recorded pf_webhooks run; failures stay pending."""
     events = list(events)
-    summary = ProcessSummary()
     if not events:
-        return summary
-    recorder = RunRecorder.start(
-        "pf_webhooks",
-        options={"trigger": trigger, "events": [e.event_id for e in events[:100]]},
-    )
-    summary.run_id = recorder.run.pk
-    batch = _Batch(recorder, client, downloader, sleep)
-    try:
-        with recorder:
-            for event in events:
-                _process_one(event, batch, summary)
-                recorder.checkpoint()
-            recorder.finish(message=summary.text())
-    finally:
-        batch.close()
-    return summary
+        return ProcessSummary()
+    batch = WebhookBatch(events, trigger=trigger, sleep=sleep, client=client, downloader=downloader)
+    return batch.run()
 
 
 def process_pending(
@@ -579,13 +451,12 @@ def process_pending(
     sleep: Callable[[float], None] = time.sleep,
 ) -> ProcessSummary:
     """Process the pending events, oldest first (all, or the first ``limit``)."""
-    pending = WebhookEvent.objects.filter(status=WebhookEvent.Status.PENDING).order_by(
-        "received_at", "id"
-    )
-    if limit is not None:
-        pending = pending[:limit]
     return process_events(
-        pending, trigger="process_pending", client=client, downloader=downloader, sleep=sleep
+        pending_events(limit),
+        trigger="process_pending",
+        client=client,
+        downloader=downloader,
+        sleep=sleep,
     )
 
 
@@ -594,6 +465,8 @@ def process_pending(
 # ---------------------------------------------------------------------------
 
 _shared: dict[str, Any] = {"key": None, "client": None}
+
+
 _shared_lock = threading.Lock()
 
 
@@ -603,8 +476,6 @@ def received_client() -> AtlasClient:
     Shared by requests so a burst of events reuses one access token; rebuilt when
     the PF_API_* settings change.
     """
-    from pfsync_app.jobs.clients import build_client
-
     names = [s.name for s in SETTINGS if s.name.startswith("PF_API_")]
     # A digest, so the API secret is not kept in one more place in memory.
     key = hashlib.sha256(
@@ -625,7 +496,7 @@ def received_client() -> AtlasClient:
 def process_received(event_pk: int) -> ProcessSummary | None:
     """Process one just-stored event within a short budget; never raises (it stays pending)."""
     try:
-        event = WebhookEvent.objects.filter(pk=event_pk, status=WebhookEvent.Status.PENDING).first()
+        event = pending_event(event_pk)
         if event is None:
             return None
         client = received_client()
@@ -636,7 +507,10 @@ def process_received(event_pk: int) -> ProcessSummary | None:
                 int(pfsync_settings.IMAGE_DOWNLOAD_MAX_RETRIES), RECEIVED_IMAGE_MAX_RETRIES
             ),
         )
-        return process_events([event], trigger="webhook", client=client, downloader=downloader)
+        try:
+            return process_events([event], trigger="webhook", client=client, downloader=downloader)
+        finally:
+            downloader.close()
     except Exception:
         logger.exception(
             "webhook event %s could not be processed on arrival; it stays pending for "
@@ -644,21 +518,3 @@ def process_received(event_pk: int) -> ProcessSummary | None:
             event_pk,
         )
         return None
-
-
-__all__ = [
-    "EVENT_TYPES",
-    "MAX_ATTEMPTS",
-    "SIGNATURE_HEADER",
-    "InvalidEvent",
-    "ParsedEvent",
-    "ProcessSummary",
-    "parse_event",
-    "process_events",
-    "process_pending",
-    "process_received",
-    "received_client",
-    "signature_for",
-    "signature_problem",
-    "store_event",
-]

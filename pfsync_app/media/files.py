@@ -13,6 +13,7 @@ import os
 import posixpath
 import tempfile
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import SuspiciousFileOperation
@@ -51,6 +52,16 @@ def storage_write_problem(storage: Storage, upload_dir: str | None = None) -> st
     except OSError as exc:
         return f"the media folder {storage.location} cannot be written: {os_error_text(exc)}"
     return None
+
+
+def read_back(storage: Storage, name: str) -> tuple[int | None, str]:
+    """``verify_stored``, with (None, "") when the file is gone; SyncAborted when unreadable."""
+    try:
+        return verify_stored(storage, name)
+    except FileNotFoundError:
+        return None, ""
+    except Exception as exc:
+        raise SyncAborted(f"cannot read storage file {name!r}: {error_text(exc)}") from exc
 
 
 def verify_stored(storage: Storage, name: str) -> tuple[int, str]:
@@ -254,3 +265,24 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return first_line(exc)
+
+
+def file_exists(storage: Storage, name: str) -> bool:
+    """Whether storage holds a file of this name (False for an empty name or a storage error)."""
+    try:
+        return bool(name) and storage.exists(name)
+    except OSError:
+        return False
+
+
+def discard(storage: Storage, names: Iterable[str]) -> None:
+    """Remove files pfsync stored for rows that were never written (never raises).
+
+    Any error, not only OSError: remote storages raise their own, and this often
+    runs while another exception is on its way out, which must not be replaced.
+    """
+    for name in names:
+        try:
+            storage.delete(name)
+        except Exception as exc:
+            logger.warning("could not remove unused file %s: %s", name, exc)

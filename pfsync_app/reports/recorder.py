@@ -12,8 +12,6 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -35,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 # Commands that hold the one-at-a-time lock: a running row of theirs is dead when we hold it.
-LOCKED_COMMANDS = (SyncRun.Command.SYNC, SyncRun.Command.REPAIR)
+LOCKED_COMMANDS = (SyncRun.Command.SYNC, SyncRun.Command.REPAIR, SyncRun.Command.AREAS)
 
 
 # Longest stored texts; longer ones are cut rather than failing a whole bulk insert.
@@ -77,6 +75,14 @@ def mark_interrupted_runs(*, holding_lock: bool = False) -> int:
             status=SyncRun.Status.INTERRUPTED, finished_at=timezone.now(), message=message
         )
     return marked
+
+
+def writing_run_in_progress() -> bool:
+    """Whether a pf_sync or pf_repair is running (hours, maybe): waiting for it is pointless."""
+    return SyncRun.objects.filter(
+        command__in=[SyncRun.Command.SYNC, SyncRun.Command.REPAIR],
+        status=SyncRun.Status.RUNNING,
+    ).exists()
 
 
 def _text(value: object) -> str:
@@ -134,6 +140,25 @@ class RunRecorder:
             report_file = command == SyncRun.Command.SYNC and not options.get("dry_run")
         return cls(run, report_file=report_file)
 
+    @classmethod
+    def record_refused(
+        cls,
+        command: str,
+        options: dict[str, Any] | None,
+        message: str,
+        status: str = SyncRun.Status.FAILED,
+    ) -> None:
+        """Record a run that could not start: failed, or skipped when another run held the lock.
+
+        Nothing is recorded when pfsync's own tables cannot be written (the
+        database is down or not migrated): the caller's sentence says why.
+        """
+        try:
+            with cls.start(command, options=options, report_file=False) as recorder:
+                recorder.finish(status, message)
+        except (DatabaseError, SyncAborted):
+            logger.warning("could not record the %s run that did not start: %s", command, message)
+
     # -- called from any thread ---------------------------------------------
 
     @property
@@ -144,7 +169,7 @@ class RunRecorder:
 
     @property
     def finished(self) -> bool:
-        """Whether finish(), fail() or interrupt() has run."""
+        """Whether the run has ended."""
         return self._finished
 
     def count(self, name: str, n: int = 1) -> None:
@@ -248,14 +273,6 @@ class RunRecorder:
         set_current_run(None)
         return run
 
-    def fail(self, message: str) -> SyncRun:
-        """End the run as failed."""
-        return self.finish(SyncRun.Status.FAILED, message)
-
-    def interrupt(self, message: str = "") -> SyncRun:
-        """End the run as interrupted."""
-        return self.finish(SyncRun.Status.INTERRUPTED, message)
-
     def __enter__(self) -> RunRecorder:
         return self
 
@@ -265,18 +282,54 @@ class RunRecorder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        """End the run: finished when the block ended normally, else failed or interrupted.
+
+        This is the one way a run ends. A block that raised ends the run as failed
+        (``SyncAborted``'s sentence as its message), or interrupted on Ctrl-C or a
+        signal; a lost database connection becomes ``SyncAborted`` (exit status 2)
+        and the run is still marked failed when a new connection can say so.
+        Recording never hides the exception that ended the run.
+        """
         if exc is None:
             self.finish()
             return False
-        # Recording must never hide the exception that ended the run.
-        try:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                self.interrupt(f"Interrupted: {one_line(exc)}")
-            else:
-                self.fail(one_line(exc))
-        except Exception:
-            logger.exception("Could not record the end of run %s", self.run.pk)
+        if isinstance(exc, SyncAborted):
+            self._end_quietly(SyncRun.Status.FAILED, str(exc))
+        elif isinstance(exc, OperationalError | InterfaceError):
+            message = f"the database went away: {first_line(exc)}"
+            self._end_quietly(SyncRun.Status.FAILED, message)
+            raise SyncAborted(message) from exc
+        elif isinstance(exc, KeyboardInterrupt | SystemExit):
+            self._end_quietly(SyncRun.Status.INTERRUPTED, f"interrupted: {type(exc).__name__}")
+        else:
+            self._end_quietly(SyncRun.Status.FAILED, one_line(exc))
         return False
+
+    def _end_quietly(self, status: str, message: str) -> None:
+        """End the run with ``status``; on a broken connection, try once more on a new one."""
+        try:
+            self.finish(status, message)
+            return
+        except DatabaseError:
+            pass
+        except Exception:
+            logger.exception("could not record the end of run %s", self.run.pk)
+            return
+        try:
+            # The server may be up again (a restart, a killed backend): a new connection can say so.
+            connection.close()
+            SyncRun.objects.filter(pk=self.run.pk, status=SyncRun.Status.RUNNING).update(
+                status=status, finished_at=timezone.now(), message=redact(message)
+            )
+        except DatabaseError:
+            what = "failure" if status == SyncRun.Status.FAILED else "interruption"
+            logger.error(
+                "could not record the %s of run %s; the next run marks it interrupted",
+                what,
+                self.run.pk,
+            )
+        finally:
+            set_current_run(None)
 
     # -- internals ------------------------------------------------------------
 
@@ -319,55 +372,3 @@ def _status_for(errors: int) -> str:
 def _json_safe(options: dict[str, Any]) -> dict[str, Any]:
     """Options as stored JSON: paths, dates and the like become strings."""
     return json.loads(json.dumps(options, default=str))
-
-
-@contextmanager
-def recording_outcome(recorder: RunRecorder) -> Iterator[None]:
-    """End the run as failed or interrupted when the block raises, then re-raise.
-
-    A lost database connection becomes ``SyncAborted`` (exit status 2) with one
-    sentence; the run is still marked failed when a new connection can say so.
-    """
-    try:
-        yield
-    except SyncAborted as exc:
-        fail_run(recorder, str(exc))
-        raise
-    except (OperationalError, InterfaceError) as exc:
-        message = f"the database went away: {first_line(exc)}"
-        fail_run(recorder, message)
-        raise SyncAborted(message) from exc
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            fail_run(recorder, f"interrupted: {type(exc).__name__}", SyncRun.Status.INTERRUPTED)
-        else:
-            fail_run(recorder, one_line(exc))
-        raise
-
-
-def fail_run(recorder: RunRecorder, message: str, status: str = SyncRun.Status.FAILED) -> None:
-    """End the run as failed (or ``status``); on a broken connection, try once more on a new one.
-
-    Never raises: recording must not hide the exception that ended the run.
-    """
-    try:
-        recorder.finish(status, message)
-        return
-    except DatabaseError:
-        pass
-    except Exception:
-        logger.exception("could not record the end of run %s", recorder.run.pk)
-        return
-    try:
-        # The server may be up again (a restart, a killed backend): a new connection can say so.
-        connection.close()
-        SyncRun.objects.filter(pk=recorder.run.pk, status=SyncRun.Status.RUNNING).update(
-            status=status, finished_at=timezone.now(), message=redact(message)
-        )
-    except DatabaseError:
-        what = "failure" if status == SyncRun.Status.FAILED else "interruption"
-        logger.error(
-            "could not record the %s of run %s; the next run marks it interrupted",
-            what,
-            recorder.run.pk,
-        )

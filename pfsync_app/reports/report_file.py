@@ -6,10 +6,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from django.db.models import F
-
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.models import ReportEntry, SyncRun
+from pfsync_app.models import SyncRun
 from pfsync_app.reports.logs import redact
 from pfsync_app.reports.summary import local_datetime_text
 
@@ -80,23 +78,3 @@ def write_report_line(run: SyncRun, path: str | os.PathLike[str] | None) -> str 
     except OSError as exc:
         return redact(f"report file {target}: {exc.strerror or exc}")
     return None
-
-
-def append_report_line(run: SyncRun, path: str | os.PathLike[str] | None = None) -> None:
-    """Append ``run``'s line to REPORT_FILE (or ``path``); a write failure becomes an error entry.
-
-    The run is already saved here, so a failure is recorded straight in the
-    database: an error entry, one more error, and finished_with_errors instead
-    of succeeded. ``RunRecorder.finish`` does this itself for pf_sync runs.
-    """
-    problem = write_report_line(run, path)
-    if not problem:
-        return
-    ReportEntry.objects.create(
-        run=run, level=ReportEntry.Level.ERROR, action="report_file", message=problem
-    )
-    SyncRun.objects.filter(pk=run.pk).update(errors=F("errors") + 1)
-    SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.SUCCEEDED).update(
-        status=SyncRun.Status.FINISHED_WITH_ERRORS
-    )
-    run.refresh_from_db(fields=["errors", "status"])

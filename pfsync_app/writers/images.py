@@ -6,11 +6,16 @@ the listing is deactivated (``is_active = false``), never deleted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from pfsync_app.atlas.records import ListingImage
 from pfsync_app.mapping import ImageValues, PropertyValues
 from pfsync_app.media.download import StoredImage
 from pfsync_app.models import ImageFile, PropertyImage
@@ -144,3 +149,69 @@ def record_checksums(rows: list[tuple[PropertyImage, StoredImage]], now: datetim
         unique_fields=["image_id"],
         update_fields=["name", "size", "sha256", "content_type", "source_url", "stored_at"],
     )
+
+
+# The columns of an image row as pf_check and pf_repair read them, in this order.
+IMAGE_ROW_FIELDS = ("id", "property_id", "property__pf_id", "image", "source_url", "position")
+#: The longest source URL an image row can hold.
+MAX_SOURCE_URL = PropertyImage._meta.get_field("source_url").max_length
+
+
+def image_rows(pf_id: str | None = None, *, chunk_size: int = 2000) -> Iterator[tuple]:
+    """The active image rows of Property Finder properties as tuples of IMAGE_ROW_FIELDS.
+
+    Streamed in property, position order; ``pf_id`` keeps one property's rows.
+    """
+    rows = PropertyImage.objects.filter(is_active=True).exclude(
+        Q(property__pf_id__isnull=True) | Q(property__pf_id="")
+    )
+    if pf_id is not None:
+        rows = rows.filter(property__pf_id=pf_id)
+    ordered = rows.order_by("property_id", "position", "id").values_list(*IMAGE_ROW_FIELDS)
+    return ordered.iterator(chunk_size=chunk_size)
+
+
+def recorded_files(image_ids: list[int]) -> dict[int, tuple[str, int, str]]:
+    """What pfsync recorded when it stored each image's file: id -> (name, size, sha256)."""
+    return {
+        image_id: (name, size, sha256)
+        for image_id, name, size, sha256 in ImageFile.objects.filter(
+            image_id__in=image_ids
+        ).values_list("image_id", "name", "size", "sha256")
+    }
+
+
+def referenced_names(prefix: str, *, chunk_size: int = 2000) -> set[str]:
+    """The file names image rows hold that start with ``prefix``."""
+    return set(
+        PropertyImage.objects.filter(image__startswith=prefix)
+        .values_list("image", flat=True)
+        .iterator(chunk_size=chunk_size)
+    )
+
+
+def repoint_image(
+    image_id: int,
+    old_name: str,
+    stored: StoredImage,
+    *,
+    source_url: str,
+    moved: ListingImage | None = None,
+) -> bool:
+    """Point an active image row at a newly stored file, and record the file's checksum.
+
+    ``moved`` is the listing's current image when Property Finder moved it (its
+    URL and size then replace the row's). False when the row changed meanwhile
+    (another file, or deactivated): then nothing is written.
+    """
+    updates: dict[str, Any] = {"image": stored.name}
+    if moved is not None:
+        updates.update(source_url=moved.url, width=moved.width, height=moved.height)
+    with transaction.atomic():
+        changed = PropertyImage.objects.filter(pk=image_id, image=old_name, is_active=True).update(
+            **updates
+        )
+        if changed:
+            row = PropertyImage(id=image_id, source_url=source_url)
+            record_checksums([(row, stored)], timezone.now())
+    return bool(changed)

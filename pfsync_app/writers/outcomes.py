@@ -5,17 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CREATED = "created"
-
-
 UPDATED = "updated"
-
-
 UNCHANGED = "unchanged"
 
 
 @dataclass
 class UserOutcome:
-    """What saving one user did."""
+    """What saving one user did (or, on a dry run, would do)."""
 
     action: str
     agent_id: int | None
@@ -25,10 +21,13 @@ class UserOutcome:
 
 @dataclass
 class ListingOutcome:
-    """What saving one listing did."""
+    """What saving one listing did (or, on a dry run, would do: the images counts are planned).
+
+    ``property_id`` is None only for a listing a dry run would create.
+    """
 
     action: str
-    property_id: int
+    property_id: int | None
     changes: list[str] = field(default_factory=list)
     images_added: int = 0
     images_replaced: int = 0

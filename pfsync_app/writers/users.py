@@ -13,7 +13,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import transaction
 from django.utils import timezone
 
-from pfsync_app.mapping import UserValues, describe_changes
+from pfsync_app.mapping import UserValues, changed_fields, render_changes
 from pfsync_app.models import Agent
 from pfsync_app.writers.outcomes import CREATED, UNCHANGED, UPDATED, UserOutcome
 
@@ -114,13 +114,17 @@ def save_user(
             )
             agent.save(force_insert=True)
             return UserOutcome(CREATED, agent.pk, [], warnings)
-        current = {name: getattr(agent, name) for name in target}
-        changes = describe_changes(current, target)
+        changed = changed_fields({name: getattr(agent, name) for name in target}, target)
+        changes = render_changes(changed)
         if linked:
             changes.insert(0, f"linked by e-mail to host user {agent.pk}")
         if not changes:
             return UserOutcome(UNCHANGED, agent.pk, [], warnings)
         if not dry_run:
-            updates = {k: v for k, v in target.items() if current[k] != v}
-            Agent.objects.filter(pk=agent.pk).update(**updates)
+            Agent.objects.filter(pk=agent.pk).update(**{name: target[name] for name in changed})
         return UserOutcome(UPDATED, agent.pk, changes, warnings)
+
+
+def agent_id_of(pf_user_id: int) -> int | None:
+    """The id of the host user linked to this PF user, or None."""
+    return Agent.objects.filter(pf_user_id=pf_user_id).values_list("pk", flat=True).first()

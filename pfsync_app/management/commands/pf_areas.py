@@ -10,9 +10,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pfsync_app.atlas.errors import AtlasError
-from pfsync_app.exceptions import AreaError
+from pfsync_app.exceptions import AreaError, SyncAborted
 from pfsync_app.jobs import areas
 from pfsync_app.jobs.clients import build_client
+from pfsync_app.writers.areas import unmapped_locations
 
 
 class Command(BaseCommand):
@@ -86,7 +87,7 @@ class Command(BaseCommand):
         }
         try:
             handlers[options["action"]](options)
-        except AreaError as exc:
+        except (AreaError, SyncAborted) as exc:
             raise CommandError(str(exc), returncode=2) from None
         except AtlasError as exc:
             raise CommandError(f"Property Finder API: {exc}", returncode=2) from None
@@ -94,7 +95,7 @@ class Command(BaseCommand):
     # -- actions -----------------------------------------------------------
 
     def unmapped(self, options: dict[str, Any]) -> None:
-        rows = areas.unmapped_locations()
+        rows = unmapped_locations()
         if options["json"]:
             self.stdout.write(json.dumps([row.as_dict() for row in rows], ensure_ascii=False))
             return

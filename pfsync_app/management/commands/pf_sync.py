@@ -8,7 +8,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pfsync_app.exceptions import SyncAborted
-from pfsync_app.jobs.sync import SyncOptions, SyncResult, run_sync
+from pfsync_app.jobs.sync import SyncOptions, SyncResult, run_nightly
 from pfsync_app.management.options import positive_int
 from pfsync_app.management.progress import progress_for
 
@@ -84,19 +84,12 @@ class Command(BaseCommand):
         # The raw stream: OutputWrapper would end each of the bar's redraws with a newline.
         progress = progress_for(self.stderr._out, verbosity)
         try:
-            result = run_sync(sync_options, progress=progress)
+            nightly = run_nightly(sync_options, progress)
         except SyncAborted as exc:
             raise CommandError(f"pf_sync could not run: {exc}", returncode=2) from None
-        webhooks = None
-        if not sync_options.dry_run and not sync_options.listing_ids:
-            # Events that failed earlier (or waited for this run's lock) are retried now.
-            from pfsync_app.jobs.webhooks import process_pending
-
-            try:
-                webhooks = process_pending()
-            except Exception as exc:  # the sync itself is done and recorded; say what failed
-                self.stderr.write(f"pending webhook events were not processed: {exc}")
-                result.exit_code = result.exit_code or 1
+        result, webhooks = nightly.sync, nightly.webhooks
+        if nightly.webhooks_problem:
+            self.stderr.write(nightly.webhooks_problem)
         if options["json"]:
             payload = self.as_json(result, sync_options)
             if webhooks is not None:
@@ -106,9 +99,8 @@ class Command(BaseCommand):
             self.print_summary(result, sync_options, options["verbosity"])
             if webhooks is not None and webhooks.total:
                 self.stdout.write(f"  Webhook events: {webhooks.text()}")
-        exit_code = result.exit_code or (webhooks.exit_code if webhooks is not None else 0)
-        if exit_code:
-            sys.exit(exit_code)
+        if nightly.exit_code:
+            sys.exit(nightly.exit_code)
 
     @staticmethod
     def as_json(result: SyncResult, options: SyncOptions) -> dict:

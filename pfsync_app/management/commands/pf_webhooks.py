@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.core.validators import URLValidator
 
 from pfsync_app.atlas import AtlasClient, AtlasError
-from pfsync_app.conf import pfsync_settings
+from pfsync_app.exceptions import WebhookSetupError
+from pfsync_app.jobs.subscriptions import subscribe
 from pfsync_app.jobs.webhooks import EVENT_TYPES, process_pending
 from pfsync_app.management.options import positive_int
 
@@ -83,48 +82,23 @@ class Command(BaseCommand):
         self, client: AtlasClient, url: str, events: list[str] | None, secret: str | None
     ) -> None:
         """Subscribe ``url`` to each event type it is not subscribed to yet."""
-        try:
-            URLValidator(schemes=["http", "https"])(url)
-        except ValidationError:
-            raise CommandError(f"--url {url!r} is not an http(s) URL", returncode=2) from None
-        configured = pfsync_settings.PF_WEBHOOK_SECRET or ""
-        secret = configured if secret is None else secret
-        if len(secret) > 32:
-            raise CommandError(
-                f"the webhook secret has {len(secret)} characters; Property Finder allows at "
-                "most 32 (shorten PF_WEBHOOK_SECRET or --secret)",
-                returncode=2,
-            )
-        if not secret and not pfsync_settings.PF_WEBHOOK_ALLOW_UNSIGNED:
-            raise CommandError(
-                "no signing secret: set PF_WEBHOOK_SECRET (or pass --secret), since unsigned "
-                "events are refused unless PF_WEBHOOK_ALLOW_UNSIGNED is true",
-                returncode=2,
-            )
-        if secret and configured and secret != configured:
-            self.stderr.write(
-                self.style.WARNING(
-                    "--secret differs from PF_WEBHOOK_SECRET: this site will refuse the events "
-                    "unless the URL is another site's."
-                )
-            )
-        existing = {(w.event_id, w.url) for w in client.list_webhooks()}
-        done: list[str] = []
-        for event_type in dict.fromkeys(events or EVENT_TYPES):
-            if (event_type, url) in existing:
+
+        def done(event_type: str, added: bool) -> None:
+            if added:
+                self.stdout.write(self.style.SUCCESS(f"{event_type:<22}subscribed"))
+            else:
                 self.stdout.write(f"{event_type:<22}already subscribed")
-                continue
-            try:
-                client.subscribe_webhook(event_type, url, secret=secret or None)
-            except AtlasError as exc:
-                so_far = f" (subscribed so far: {', '.join(done)})" if done else ""
-                raise CommandError(
-                    f"subscribing {event_type} failed: {exc}{so_far}", returncode=2
-                ) from None
-            done.append(event_type)
-            self.stdout.write(self.style.SUCCESS(f"{event_type:<22}subscribed"))
-        signed = "signed" if secret else "unsigned"
-        self.stdout.write(f"{len(done)} subscription(s) added for {url} ({signed}).")
+
+        try:
+            result = subscribe(client, url, events, secret, done=done, warn=self.warn)
+        except WebhookSetupError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        signed = "signed" if result.signed else "unsigned"
+        self.stdout.write(f"{len(result.added)} subscription(s) added for {url} ({signed}).")
+
+    def warn(self, text: str) -> None:
+        """A warning on stderr, before any subscription is made."""
+        self.stderr.write(self.style.WARNING(text))
 
     def unsubscribe_events(self, client: AtlasClient, event_ids: list[str]) -> None:
         """Delete the subscriptions of each event type."""

@@ -1,0 +1,289 @@
+"""The listings stage: fetch → map → plan images → download → write rows → record.
+
+``ListingStage.save(listings)`` takes one page of listings (or the one listing
+of a webhook event): it maps them, skips those whose fingerprint says nothing
+changed, plans each listing's images against its rows, downloads the missing
+ones in the shared thread pool, writes each listing in its own transaction
+from this thread only (Django connections are per thread), and records every
+outcome. Shared by the nightly sync and the webhook batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.core.files.storage import Storage
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+from pfsync_app.atlas import records
+from pfsync_app.exceptions import ImageDownloadError, first_line
+from pfsync_app.jobs.pipeline import Progress
+from pfsync_app.mapping import PropertyValues, map_listing
+from pfsync_app.media.download import ImageDownloader, StoredImage
+from pfsync_app.media.files import discard, file_exists
+from pfsync_app.models import Property
+from pfsync_app.reports.recorder import RunRecorder
+from pfsync_app.writers.images import ImagePlan, plan_images
+from pfsync_app.writers.listings import (
+    Lookups,
+    listing_fingerprints,
+    properties_with_images,
+    save_listing,
+)
+from pfsync_app.writers.outcomes import CREATED, UPDATED, ListingOutcome
+
+logger = logging.getLogger("pfsync.sync")
+
+
+@dataclass
+class _Planned:
+    """One changed listing between planning and writing: its downloads are in flight."""
+
+    values: PropertyValues
+    fingerprint: str
+    existing: Property | None
+    plan: ImagePlan
+    downloads: dict[int, Future]
+
+
+class ListingStage:
+    """Saves listings with their images, recording every outcome on ``recorder``.
+
+    ``failures`` and ``changes`` (dry-run lines) are the caller's lists;
+    ``unmapped`` counts the listings saved with no area, by location id.
+    """
+
+    def __init__(
+        self,
+        recorder: RunRecorder,
+        *,
+        downloader: ImageDownloader | None,
+        storage: Storage,
+        pool: ThreadPoolExecutor,
+        progress: Progress,
+        failures: list[str],
+        changes: list[str],
+        images: bool = True,
+        dry_run: bool = False,
+        skip_unchanged: bool = True,
+    ) -> None:
+        self.recorder = recorder
+        self.downloader = downloader
+        self.storage = storage
+        self.pool = pool
+        self.progress = progress
+        self.failures = failures
+        self.changes = changes
+        self.images = images
+        self.dry_run = dry_run
+        self.skip_unchanged = skip_unchanged
+        self.lookups = Lookups()
+        self.unmapped: Counter[int] = Counter()
+        self.skipped_unchanged = 0
+
+    # -- one page --------------------------------------------------------------
+
+    def save(self, listings: list[records.Listing]) -> None:
+        """Map, skip unchanged, download and write these listings (one page's worth)."""
+        mapped = [map_listing(listing) for listing in listings]
+        fingerprints = listing_fingerprints([values.pf_id for values in mapped])
+        work: list[tuple[PropertyValues, str]] = []
+        for values in mapped:
+            fingerprint = values.fingerprint()
+            self._note_location(values)
+            if self.skip_unchanged and fingerprints.get(values.pf_id) == fingerprint:
+                self.skipped_unchanged += 1
+                self.progress.advance("listings")
+                continue
+            work.append((values, fingerprint))
+        if work:
+            self._save_changed(work)
+        self.recorder.checkpoint()
+
+    def _note_location(self, values: PropertyValues) -> None:
+        if values.location_id is not None and self.lookups.area_id(values.location_id) is None:
+            self.unmapped[values.location_id] += 1
+
+    def _save_changed(self, work: list[tuple[PropertyValues, str]]) -> None:
+        existing, rows_by_property = properties_with_images([values.pf_id for values, _ in work])
+        planned = [
+            self._plan(values, fingerprint, existing.get(values.pf_id), rows_by_property)
+            for values, fingerprint in work
+        ]
+        for index, item in enumerate(planned):
+            try:
+                self._save_one(item)
+            except BaseException:
+                # The run stops here: files already downloaded for the listings after
+                # this one would be referenced by no row.
+                for later in planned[index + 1 :]:
+                    self._abandon(later.downloads)
+                raise
+
+    def _plan(
+        self,
+        values: PropertyValues,
+        fingerprint: str,
+        prop: Property | None,
+        rows_by_property: dict[int, list],
+    ) -> _Planned:
+        """Match the listing's images to its rows and start the downloads it needs."""
+        rows = rows_by_property.get(prop.pk, []) if prop else []
+        if self.images:
+            plan = plan_images(values.images, rows, self._file_exists)
+        else:
+            plan = plan_images(values.images, rows, lambda name: True)
+            if plan.download or plan.deactivate:
+                # The images left out are the next image run's work: it must not skip this.
+                fingerprint = ""
+            plan.download, plan.deactivate = [], []
+        downloads: dict[int, Future] = {}
+        if not self.dry_run:
+            for image in plan.download:
+                downloads[image.position] = self.pool.submit(
+                    self.downloader.download, image.source_url
+                )
+        if downloads:
+            self.progress.total("images", len(downloads))
+        return _Planned(values, fingerprint, prop, plan, downloads)
+
+    def _file_exists(self, name: str) -> bool:
+        return file_exists(self.storage, name)
+
+    # -- one listing ---------------------------------------------------------
+
+    def _save_one(self, item: _Planned) -> None:
+        values = item.values
+        try:
+            stored = self._collect_images(values.pf_id, item.existing, item.downloads)
+        except BaseException:
+            # Interrupted while waiting: no row will refer to the files already downloaded.
+            self._abandon(item.downloads)
+            raise
+        failed = len(item.downloads) - len(stored)
+        for warning in values.warnings:
+            self.recorder.warning("listing.warning", warning, pf_id=values.pf_id)
+        try:
+            outcome = save_listing(
+                values,
+                item.existing,
+                item.plan,
+                stored,
+                self.lookups,
+                # An incomplete listing is retried next run: its fingerprint is not recorded.
+                fingerprint="" if failed else item.fingerprint,
+                dry_run=self.dry_run,
+            )
+        except (DatabaseError, ValueError, TypeError) as exc:
+            # The transaction rolled back: no row refers to the files downloaded for it.
+            discard(self.storage, [file.name for file in stored.values()])
+            if isinstance(exc, OperationalError | InterfaceError):
+                raise
+            self._fail(values.pf_id, first_line(exc))
+            self.progress.advance("listings")
+            return
+        except BaseException:
+            discard(self.storage, [file.name for file in stored.values()])
+            raise
+        if self.dry_run:
+            self._record_planned(values.pf_id, outcome)
+        else:
+            self._record_saved(values, outcome, len(stored))
+        self.progress.advance("listings")
+
+    def _collect_images(
+        self, pf_id: str, prop: Property | None, downloads: dict[int, Future]
+    ) -> dict[int, StoredImage]:
+        """The listing's downloaded files by position; each failed download is recorded."""
+        stored: dict[int, StoredImage] = {}
+        for position, future in downloads.items():
+            try:
+                stored[position] = future.result()
+            except Exception as exc:  # an unexpected bug in one download must not stop the run
+                if isinstance(exc, ImageDownloadError):
+                    message = f"image {position}: {exc} ({exc.reason})"
+                else:
+                    message = f"image {position}: {type(exc).__name__}: {exc}"
+                self.recorder.count("images_failed")
+                self.recorder.error(
+                    "image.failed",
+                    message,
+                    pf_id=pf_id,
+                    object_type="property",
+                    object_id=prop.pk if prop else None,
+                )
+            self.progress.advance("images")
+        return stored
+
+    def _abandon(self, downloads: dict[int, Future]) -> None:
+        """Cancel a listing's downloads, removing the files of those already finished."""
+        for future in downloads.values():
+            # A failed download stored nothing; its failure no longer matters.
+            if future.cancel() or future.exception() is not None:
+                continue
+            discard(self.storage, [future.result().name])
+
+    # -- recording -------------------------------------------------------------
+
+    def _record_saved(
+        self, values: PropertyValues, outcome: ListingOutcome, downloaded: int
+    ) -> None:
+        recorder = self.recorder
+        recorder.count("images_downloaded", downloaded)
+        recorder.count("images_deactivated", outcome.images_deactivated)
+        if outcome.action == CREATED:
+            recorder.count("properties_created")
+            recorder.info(
+                "property.created",
+                f"{values.fields['title'] or values.pf_id} ({downloaded} images)",
+                pf_id=values.pf_id,
+                object_type="property",
+                object_id=outcome.property_id,
+            )
+        elif outcome.action == UPDATED:
+            recorder.count("properties_updated")
+            details = list(outcome.changes)
+            if outcome.images_added or outcome.images_replaced:
+                details.append(f"images downloaded: {downloaded}")
+            if outcome.images_deactivated:
+                details.append(f"images deactivated: {outcome.images_deactivated}")
+            recorder.info(
+                "property.updated",
+                "; ".join(details),
+                pf_id=values.pf_id,
+                object_type="property",
+                object_id=outcome.property_id,
+            )
+
+    def _record_planned(self, pf_id: str, outcome: ListingOutcome) -> None:
+        """A dry run's outcome: counted as it would be, and described in ``changes``."""
+        if outcome.action == CREATED:
+            self.recorder.count("properties_created")
+            self.changes.append(
+                f"listing {pf_id}: would be created ({outcome.images_added} images)"
+            )
+        elif outcome.action == UPDATED:
+            details = list(outcome.changes)
+            if outcome.images_added:
+                details.append(f"images to download: {outcome.images_added}")
+            if outcome.images_deactivated:
+                details.append(f"images to deactivate: {outcome.images_deactivated}")
+            self.recorder.count("properties_updated")
+            self.changes.append(f"listing {pf_id}: " + "; ".join(details))
+
+    def _fail(self, pf_id: str, message: str) -> None:
+        self.recorder.error("listing.failed", message, pf_id=pf_id)
+        self.failures.append(f"listing {pf_id}: {message}")
+
+    def report_unmapped(self) -> None:
+        """One warning per location whose listings were saved with no area."""
+        for location_id, count in self.unmapped.most_common():
+            self.recorder.warning(
+                "location.unmapped",
+                f"location {location_id}: {count} listing(s) saved with no area "
+                f"(link it: python manage.py pf_areas link {location_id} AREA_ID)",
+                pf_id=str(location_id),
+            )

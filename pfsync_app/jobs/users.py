@@ -1,0 +1,89 @@
+"""The users stage: PF users (agents) into the host's user table, and what each save did.
+
+Shared by the nightly sync (page by page) and the webhook batch (one user of a
+``user.*`` event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.utils import timezone
+
+from pfsync_app.atlas import records
+from pfsync_app.exceptions import first_line
+from pfsync_app.mapping import UserValues, map_user
+from pfsync_app.reports.recorder import RunRecorder
+from pfsync_app.writers.outcomes import CREATED, UPDATED, UserOutcome
+from pfsync_app.writers.users import save_user, unchanged_users
+
+
+def record_user_outcome(
+    recorder: RunRecorder,
+    user_id: int,
+    values: UserValues,
+    outcome: UserOutcome,
+    why: str = "",
+) -> None:
+    """Count a saved user and give it a report entry (``why``: what caused the sync)."""
+    for warning in outcome.warnings:
+        recorder.warning("user.warning", warning, pf_id=str(user_id))
+    if outcome.action == CREATED:
+        recorder.count("users_created")
+        message = f"{values.fields['email'] or user_id} created"
+    elif outcome.action == UPDATED:
+        recorder.count("users_updated")
+        message = "; ".join(outcome.changes)
+    else:
+        return
+    recorder.info(
+        f"user.{outcome.action}",
+        f"{message} ({why})" if why else message,
+        pf_id=str(user_id),
+        object_type="user",
+        object_id=outcome.agent_id,
+    )
+
+
+class UserStage:
+    """Saves pages of users; what failed goes to ``failures``, dry-run changes to ``changes``."""
+
+    def __init__(
+        self,
+        recorder: RunRecorder,
+        *,
+        dry_run: bool = False,
+        failures: list[str],
+        changes: list[str],
+        now: datetime | None = None,
+    ) -> None:
+        self.recorder = recorder
+        self.dry_run = dry_run
+        self.failures = failures
+        self.changes = changes
+        self.now = now or timezone.now()
+
+    def save(self, users: list[records.User], advance: Callable[[], None]) -> None:
+        """Save one page's users; ``advance()`` is called once per user done."""
+        mapped = [map_user(user) for user in users]
+        # One query tells which users are already up to date: they cost nothing more.
+        unchanged = unchanged_users(mapped)
+        for user, values in zip(users, mapped, strict=True):
+            if user.id in unchanged and not values.warnings:
+                advance()
+                continue
+            try:
+                outcome = save_user(values, dry_run=self.dry_run, now=self.now)
+            except (OperationalError, InterfaceError):
+                raise
+            except DatabaseError as exc:
+                message = first_line(exc)
+                self.recorder.error("user.failed", message, pf_id=str(user.id))
+                self.failures.append(f"user {user.id}: {message}")
+                continue
+            record_user_outcome(self.recorder, user.id, values, outcome)
+            if self.dry_run and outcome.action == UPDATED:
+                self.changes.append(f"user {user.id}: " + "; ".join(outcome.changes))
+            advance()
