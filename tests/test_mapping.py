@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from pfsync_app.atlas.records import parse_listing, parse_user
+from pfsync_app.atlas.parsing import parse_listing, parse_user
 from pfsync_app.mapping import describe_changes, map_listing, map_user
 
 
