@@ -7,17 +7,17 @@ from decimal import Decimal
 
 import pytest
 
-from pfsync_app.atlas import records
+from pfsync_app.atlas import parsing, records
 from pfsync_app.atlas.errors import MalformedResponseError
 from tests.atlas_fixtures import LISTING, listing_json, location_json, page_body, user_json
 
 
 def parse_listings(*items):
-    return records.parse_page(
+    return parsing.parse_page(
         page_body(list(items)),
         kind="listing",
         items_key="results",
-        parser=records.parse_listing,
+        parser=parsing.parse_listing,
         url="https://atlas.test/v1/listings?page=1",
         requested_page=1,
         requested_per_page=100,
@@ -25,11 +25,11 @@ def parse_listings(*items):
 
 
 def parse_users(*items):
-    return records.parse_page(
+    return parsing.parse_page(
         page_body(list(items), key="data"),
         kind="user",
         items_key="data",
-        parser=records.parse_user,
+        parser=parsing.parse_user,
         url="https://atlas.test/v1/users?page=1",
         requested_page=1,
         requested_per_page=100,
@@ -37,7 +37,7 @@ def parse_users(*items):
 
 
 def test_a_full_listing_is_read_into_typed_fields():
-    listing, errors = records.parse_listing(listing_json())
+    listing, errors = parsing.parse_listing(listing_json())
 
     assert errors == []
     assert listing.id == "01JQ7X5V0C8YH0K3B3M2N4P6QR"
@@ -68,7 +68,7 @@ def test_a_full_listing_is_read_into_typed_fields():
 
 
 def test_listing_images_are_the_original_variant_with_their_index_as_position():
-    listing, _ = records.parse_listing(listing_json())
+    listing, _ = parsing.parse_listing(listing_json())
 
     assert listing.images == (
         records.ListingImage(
@@ -81,13 +81,13 @@ def test_listing_images_are_the_original_variant_with_their_index_as_position():
 
 
 def test_bedrooms_added_by_the_changelog_are_kept_as_strings():
-    listing, _ = records.parse_listing(listing_json(bedrooms="27", bathrooms="none"))
+    listing, _ = parsing.parse_listing(listing_json(bedrooms="27", bathrooms="none"))
 
     assert (listing.bedrooms, listing.bathrooms) == ("27", "none")
 
 
 def test_unknown_enum_values_are_kept_as_the_apis_strings():
-    listing, _ = records.parse_listing(
+    listing, _ = parsing.parse_listing(
         listing_json(type="sky-villa", category="mixed-use", furnishingType="partly")
     )
 
@@ -99,21 +99,21 @@ def test_unknown_enum_values_are_kept_as_the_apis_strings():
 
 
 def test_numeric_bedrooms_are_read_as_their_string():
-    listing, _ = records.parse_listing(listing_json(bedrooms=4, bathrooms=2))
+    listing, _ = parsing.parse_listing(listing_json(bedrooms=4, bathrooms=2))
 
     assert (listing.bedrooms, listing.bathrooms) == ("4", "2")
 
 
 @pytest.mark.parametrize("missing", ["media", "assignedTo", "price", "portals", "state"])
 def test_a_listing_without_an_optional_object_still_parses(missing):
-    listing, errors = records.parse_listing(listing_json(**{missing: ...}))
+    listing, errors = parsing.parse_listing(listing_json(**{missing: ...}))
 
     assert listing.id == LISTING["id"]
     assert errors == []
 
 
 def test_missing_optional_objects_leave_their_fields_empty():
-    listing, _ = records.parse_listing(
+    listing, _ = parsing.parse_listing(
         listing_json(media=..., assignedTo=..., price=..., location=..., title=..., size=...)
     )
 
@@ -126,7 +126,7 @@ def test_missing_optional_objects_leave_their_fields_empty():
 
 
 def test_null_fields_are_read_as_none():
-    listing, errors = records.parse_listing(
+    listing, errors = parsing.parse_listing(
         listing_json(
             reference=None,
             title={"en": "Only English", "ar": None},
@@ -147,7 +147,7 @@ def test_null_fields_are_read_as_none():
 
 
 def test_a_price_on_request_has_no_amount():
-    listing, _ = records.parse_listing(
+    listing, _ = parsing.parse_listing(
         listing_json(price={"type": "sale", "amounts": {}, "onRequest": True})
     )
 
@@ -156,7 +156,7 @@ def test_a_price_on_request_has_no_amount():
 
 
 def test_is_live_comes_from_the_propertyfinder_portal_first():
-    listing, _ = records.parse_listing(
+    listing, _ = parsing.parse_listing(
         listing_json(
             portals={"propertyfinder": {"isLive": False}},
             state={"type": "live", "stage": "live"},
@@ -177,25 +177,25 @@ def test_is_live_comes_from_the_propertyfinder_portal_first():
     ],
 )
 def test_is_live_falls_back_to_the_listing_state(state, expected):
-    listing, _ = records.parse_listing(listing_json(portals=..., state=state))
+    listing, _ = parsing.parse_listing(listing_json(portals=..., state=state))
 
     assert listing.is_live is expected
 
 
 def test_is_live_is_unknown_without_portals_or_state():
-    listing, _ = records.parse_listing(listing_json(portals={"propertyfinder": {}}, state=...))
+    listing, _ = parsing.parse_listing(listing_json(portals={"propertyfinder": {}}, state=...))
 
     assert listing.is_live is None
 
 
 def test_size_is_an_exact_decimal():
-    listing, _ = records.parse_listing(listing_json(size=0.1))
+    listing, _ = parsing.parse_listing(listing_json(size=0.1))
 
     assert listing.size == Decimal("0.1")
 
 
 def test_datetimes_are_timezone_aware():
-    listing, _ = records.parse_listing(
+    listing, _ = parsing.parse_listing(
         listing_json(createdAt="2025-08-14T13:12:45+04:00", updatedAt="2025-08-14T09:12:45")
     )
 
@@ -263,7 +263,7 @@ def test_an_item_that_is_not_an_object_becomes_a_record_error():
 
 
 def test_a_full_user_is_read_into_typed_fields():
-    user, _ = records.parse_user(user_json())
+    user, _ = parsing.parse_user(user_json())
 
     assert user.id == 40211
     assert (user.first_name, user.last_name) == ("Sara", "Haddad")
@@ -278,7 +278,7 @@ def test_a_full_user_is_read_into_typed_fields():
 
 
 def test_a_user_without_public_profile_or_role_still_parses():
-    user, _ = records.parse_user(user_json(publicProfile=None, role=..., mobile=None))
+    user, _ = parsing.parse_user(user_json(publicProfile=None, role=..., mobile=None))
 
     assert user.public_profile is None
     assert user.base_role_key is None
@@ -301,7 +301,7 @@ def test_a_user_with_a_bad_field_names_the_user_and_the_field():
 
 
 def test_a_location_keeps_its_tree_as_path_and_its_coordinates():
-    location, _ = records.parse_location(location_json())
+    location, _ = parsing.parse_location(location_json())
 
     assert location.id == 5002
     assert (location.type, location.name) == ("TOWER", "Marina Gate 1")
@@ -311,17 +311,17 @@ def test_a_location_keeps_its_tree_as_path_and_its_coordinates():
 
 
 def test_a_location_without_coordinates_has_no_lat_lng():
-    location, _ = records.parse_location(location_json(coordinates=None, tree=...))
+    location, _ = parsing.parse_location(location_json(coordinates=None, tree=...))
 
     assert (location.lat, location.lng, location.path) == (None, None, ())
 
 
 def test_a_page_keeps_the_pagination_of_the_answer():
-    page = records.parse_page(
+    page = parsing.parse_page(
         page_body([listing_json()], page=2, per_page=1, total=3),
         kind="listing",
         items_key="results",
-        parser=records.parse_listing,
+        parser=parsing.parse_listing,
         url="u",
         requested_page=2,
         requested_per_page=1,
@@ -349,11 +349,11 @@ def test_a_page_keeps_the_pagination_of_the_answer():
 )
 def test_a_page_without_its_list_or_pagination_is_a_malformed_response(body, complaint):
     with pytest.raises(MalformedResponseError) as caught:
-        records.parse_page(
+        parsing.parse_page(
             body,
             kind="listing",
             items_key="results",
-            parser=records.parse_listing,
+            parser=parsing.parse_listing,
             url="https://atlas.test/v1/listings?page=1",
             requested_page=1,
             requested_per_page=100,

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from pfsync_app.atlas.records import parse_listing, parse_user
+from pfsync_app.atlas.parsing import parse_listing, parse_user
 from pfsync_app.mapping import changed_fields, map_listing, map_user, render_changes
 
 
