@@ -22,7 +22,7 @@ import requests
 from django.core.files.storage import FileSystemStorage, InMemoryStorage
 
 from pfsync_app.exceptions import ImageDownloadError
-from pfsync_app.media.download import ImageDownloader, download_image
+from pfsync_app.media.download import ImageDownloader
 from pfsync_app.media.files import TEMP_DIR_NAME, verify_stored
 
 
@@ -320,7 +320,8 @@ def test_the_default_downloader_reads_pfsync_settings_and_saves_to_default_stora
     settings.PF_IMAGE_UPLOAD_DIR = "listing_photos"
     url = image_host.route("/a.png", reply(200, PNG))
 
-    stored = download_image(url)
+    with ImageDownloader() as downloader:
+        stored = downloader.download(url)
 
     assert stored.name.startswith("listing_photos/")
     assert (media_root / stored.name).read_bytes() == PNG

@@ -14,8 +14,8 @@ import requests
 from django.core.files.storage import InMemoryStorage
 
 from pfsync_app.exceptions import ImageDownloadError
-from pfsync_app.media.download import ImageDownloader, check_url, sniff_image_type
-from pfsync_app.media.policy import safe_url
+from pfsync_app.media.download import ImageDownloader, sniff_image_type
+from pfsync_app.media.policy import require_allowed_url, safe_url
 
 PUBLIC = "93.184.216.34"
 
@@ -88,8 +88,11 @@ def downloader(session, **options):
 
 
 def refusal(url, **options):
+    """The error a download of ``url`` fails with, before any request (the session has none)."""
+    session = RecordingSession()
     with pytest.raises(ImageDownloadError) as caught:
-        check_url(url, **options)
+        downloader(session, **options).download(url)
+    assert session.requested == []
     return caught.value
 
 
@@ -153,14 +156,14 @@ def test_a_name_is_refused_when_any_of_its_addresses_is_private(dns):
 def test_a_name_resolving_only_to_public_addresses_is_accepted(dns):
     dns["cdn.example.com"] = [PUBLIC, "2606:2800:220:1:248:1893:25c8:1946"]
 
-    check_url("https://cdn.example.com/a.jpg")
+    require_allowed_url("https://cdn.example.com/a.jpg", allow_private_hosts=False)
 
     assert dns["asked"] == ["cdn.example.com"]
 
 
 def test_private_hosts_and_plain_http_are_accepted_when_allowed(dns):
-    check_url("http://127.0.0.1:8000/a.jpg", allow_private_hosts=True)
-    check_url("https://10.0.0.1/a.jpg", allow_private_hosts=True)
+    require_allowed_url("http://127.0.0.1:8000/a.jpg", allow_private_hosts=True)
+    require_allowed_url("https://10.0.0.1/a.jpg", allow_private_hosts=True)
 
     assert dns["asked"] == []
 

@@ -486,20 +486,6 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
 
 
-def download_image(url: str, **options: Any) -> StoredImage:
-    """Download one image with a one-off ImageDownloader (``options`` as its constructor's)."""
-    with ImageDownloader(**options) as downloader:
-        return downloader.download(url)
-
-
-def check_url(url: str, *, allow_private_hosts: bool = False) -> None:
-    """Refuse ``url`` unless it is https on public addresses (any http(s) host if allowed)."""
-    try:
-        require_allowed_url(url, allow_private_hosts)
-    except DownloadAttemptFailed as exc:
-        raise _final_error(url, exc, attempts=0) from exc
-
-
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
