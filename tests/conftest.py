@@ -2,7 +2,7 @@
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.sandbox", "tests.fixtures.s3"]
+pytest_plugins = ["tests.fixtures.sandbox", "tests.fixtures.s3", "tests.fixtures.images"]
 
 
 @pytest.fixture(autouse=True)

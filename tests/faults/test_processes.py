@@ -1,0 +1,225 @@
+"""Fault scenarios that need the process itself to die, or its database to go away.
+
+``SIGKILL`` at several moments of real ``manage.py pf_sync`` processes: the
+next run completes, no duplicate rows, no half-written file, the killed runs
+marked interrupted. The database going away mid-run: a clear sentence, status
+2, nothing half-written; for real on PostgreSQL (its backend is terminated),
+and in this process through a cursor that starts failing, on every backend.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.db.backends import utils as backend_utils
+from django.db.utils import OperationalError
+
+from pfsync_app.exceptions import SyncAborted
+from pfsync_app.jobs.sync import SyncOptions, run_sync
+from pfsync_app.models import Property, PropertyImage, SyncRun
+from pfsync_app.sandbox import Sandbox
+from tests.fixtures.faults import (
+    SMALL,
+    OnFirstPage,
+    ProcessDatabase,
+    Scenario,
+    manage,
+    media_root,
+    process_database,
+    record_scenario,
+    run_status,
+    start,
+    wait_for,
+)
+
+pytestmark = pytest.mark.fault_scenario
+
+IMAGES = PropertyImage._meta.db_table
+PROPERTIES = Property._meta.db_table
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A migrated database the process tests of this module clone."""
+    db = ProcessDatabase(tmp_path_factory.mktemp("processes-template"))
+    yield db
+    db.drop()
+
+
+@pytest.fixture
+def db(template, tmp_path):
+    """A fresh migrated database for one test."""
+    with process_database(tmp_path, template) as fresh:
+        yield fresh
+
+
+def saved_rows(db) -> set[tuple]:
+    """Properties and active image rows of the process database."""
+    rows = {("property", pf_id) for (pf_id,) in db.query(f"SELECT pf_id FROM {PROPERTIES}")}
+    rows |= {
+        ("image", pf_id, url)
+        for pf_id, url in db.query(
+            f"SELECT p.pf_id, i.source_url FROM {IMAGES} i JOIN {PROPERTIES} p "
+            "ON p.id = i.property_id WHERE i.is_active"
+        )
+    }
+    return rows
+
+
+def assert_consistent(db, sb) -> None:
+    """No duplicate rows, and every image row's file is exactly the served image."""
+    assert not db.query(f"SELECT pf_id FROM {PROPERTIES} GROUP BY pf_id HAVING COUNT(*) > 1")
+    assert not db.query(
+        f"SELECT property_id, source_url FROM {IMAGES} WHERE is_active "
+        "GROUP BY property_id, source_url HAVING COUNT(*) > 1"
+    )
+    media = db.folder / "media"
+    for name, url in db.query(f"SELECT image, source_url FROM {IMAGES}"):
+        path = media / name
+        assert path.is_file(), f"row points at missing file {name}"
+        assert path.read_bytes() == sb.data.image_bytes(url), f"{name} is not the whole image"
+
+
+def unreferenced_files(db, sb) -> list[str]:
+    """Stored images no row references; each must still be a whole image, never half a one."""
+    media = db.folder / "media"
+    referenced = {name for (name,) in db.query(f"SELECT image FROM {IMAGES}")}
+    served = {
+        sb.data.image_bytes(image["original"]["url"])
+        for raw in sb.data.listings()
+        for image in (raw.get("media") or {}).get("images") or []
+    }
+    orphans = []
+    for path in sorted((media / "property_images").glob("*")):
+        name = str(path.relative_to(media))
+        if name not in referenced:
+            assert path.read_bytes() in served, f"{name} is half-written"
+            orphans.append(name)
+    return orphans
+
+
+@pytest.mark.slow
+def test_a_sync_killed_at_any_moment_is_completed_by_the_next_run_without_duplicates(db):
+    lost: set[tuple] = set()
+    saved: set[tuple] = set()
+    with Sandbox(**SMALL, image_latency_ms=250) as sb:
+        for delay in (0.3, 0.8, 1.5):
+            sb.clear_requests()
+            process = start(db, "pf_sync", "--concurrency", "2", sb=sb)
+            wait_for(lambda: sb.requests, what="the run's first request")
+            time.sleep(delay)
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=30)
+            assert process.returncode == -signal.SIGKILL, "the run ended before it was killed"
+            assert_consistent(db, sb)
+            now = saved_rows(db)
+            lost |= saved - now
+            saved |= now
+
+        final = manage(db, "pf_sync", sb=sb)
+
+        assert final.returncode == 0, final.stderr
+        assert_consistent(db, sb)
+        statuses = [status for _, status in run_status(db)]
+        assert statuses == ["interrupted"] * 3 + ["succeeded"]
+        expected = {("property", raw["id"]) for raw in sb.data.listings()} | {
+            ("image", raw["id"], image["original"]["url"])
+            for raw in sb.data.listings()
+            for image in (raw.get("media") or {}).get("images") or []
+        }
+        final_rows = saved_rows(db)
+        lost |= saved - final_rows
+        assert final_rows == expected
+        assert lost == set()
+        # Files saved by a killed run just before its listing's rows: whole images that no
+        # row uses (pf_sync does not delete files it cannot prove are its own leftovers).
+        unreferenced_files(db, sb)
+    record_scenario("", True, len(lost))
+
+
+if connection.vendor == "postgresql":
+
+    @pytest.mark.slow
+    def test_the_database_connection_killed_mid_run_stops_with_status_2_and_one_sentence(db):
+        with Sandbox(**SMALL, image_latency_ms=300) as sb:
+            process = start(db, "pf_sync", "--concurrency", "1", sb=sb)
+            wait_for(lambda: any("/images/" in r.path for r in sb.requests), what="image downloads")
+            time.sleep(0.5)
+            assert db.terminate_other_sessions() >= 1
+            _, stderr = process.communicate(timeout=60)
+
+            assert process.returncode == 2, stderr
+            assert "Traceback" not in stderr
+            last = stderr.strip().splitlines()[-1]
+            assert last.startswith("CommandError: pf_sync could not run: the database went away")
+            assert_consistent(db, sb)
+            before = saved_rows(db)
+
+            final = manage(db, "pf_sync", sb=sb)
+
+            assert final.returncode == 0, final.stderr
+            assert_consistent(db, sb)
+            assert before <= saved_rows(db)
+            # A new connection reached the server again and recorded why the run ended.
+            assert [status for _, status in run_status(db)] == ["failed", "succeeded"]
+            (message,) = db.query(f"SELECT message FROM {SyncRun._meta.db_table} WHERE id = 1")[0]
+            assert message.startswith("the database went away")
+        record_scenario("", True, len(before - saved_rows(db)))
+
+
+class FailingCursor:
+    """Arms a patch that makes every query fail as if the database server went away."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.armed = False
+        self.count = 0
+        self.original = backend_utils.CursorWrapper._execute
+
+    def arm(self) -> None:
+        """From now on, ``after`` more queries succeed, then every one fails."""
+        self.armed = True
+
+    def execute(self, wrapper, sql, params, *ignored):
+        """CursorWrapper._execute, failing once armed and past the count."""
+        if self.armed:
+            self.count += 1
+            if self.count > self.after:
+                raise OperationalError("server closed the connection unexpectedly")
+        return self.original(wrapper, sql, params, *ignored)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_failing_mid_run_stops_the_run_with_one_sentence_and_nothing_half_written(
+    sandbox_settings, caplog
+):
+    sb = sandbox_settings
+    scenario = Scenario(sb)
+    scenario.baseline()
+    failing = FailingCursor(after=12)
+
+    with (
+        mock.patch.object(
+            backend_utils.CursorWrapper,
+            "_execute",
+            lambda wrapper, sql, params, *rest: failing.execute(wrapper, sql, params, *rest),
+        ),
+        pytest.raises(SyncAborted, match=r"^the database went away: server closed the conn"),
+    ):
+        run_sync(
+            SyncOptions(full=True), client=scenario.client(), progress=OnFirstPage(failing.arm)
+        )
+    scenario.checkpoint()
+
+    assert failing.count > failing.after
+    for name, url in PropertyImage.objects.values_list("image", "source_url"):
+        assert (media_root() / name).read_bytes() == sb.data.image_bytes(url)
+    # Every connection fails here, so even a new one cannot record the failure: the run
+    # stays "running" until a later run of another process marks it interrupted.
+    assert "could not record the failure" in caplog.text
+    assert SyncRun.objects.latest("id").status != SyncRun.Status.SUCCEEDED
+    scenario.converge()
