@@ -142,14 +142,18 @@ def manage_py(*args: str) -> subprocess.CompletedProcess:
         (["--limit", "abc"], "--limit", "expected a whole number, got 'abc'"),
         (["--concurrency", "-3"], "--concurrency", "expected a number of at least 1, got -3"),
         (["--frobnicate"], "--frobnicate", "unrecognized arguments"),
+        (["--listing", "  "], "--listing", "expected a pf_id, got nothing"),
+        (["pf_check", "--property", ""], "--property", "expected a pf_id, got nothing"),
+        (["pf_repair", "--property", " "], "--property", "expected a pf_id, got nothing"),
     ],
 )
 def test_a_command_line_mistake_is_one_sentence_naming_the_option_and_status_2(args, option, says):
-    result = manage_py("pf_sync", *args)
+    command, *rest = args if args[0].startswith("pf_") else ["pf_sync", *args]
+    result = manage_py(command, *rest)
 
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("manage.py pf_sync: error: ")
+    assert last.startswith(f"manage.py {command}: error: ")
     assert option in last and says in last
     assert "Traceback" not in result.stderr
 

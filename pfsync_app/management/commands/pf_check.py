@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pfsync_app.exceptions import SyncAborted
 from pfsync_app.jobs.check import MISSING, CheckResult, check_images, find_unreferenced_files
+from pfsync_app.management.options import add_json, add_property
 
 
 def plural(count: int, word: str) -> str:
@@ -23,9 +24,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--property", metavar="PF_ID", help="Check only the property with this pf_id."
-        )
+        add_property(parser, "Check")
         parser.add_argument(
             "--verify",
             action="store_true",
@@ -36,16 +35,12 @@ class Command(BaseCommand):
             action="store_true",
             help="Also list files in the image folder that no image row names (never deleted).",
         )
-        parser.add_argument(
-            "--json", action="store_true", help="Print a machine-readable report on stdout."
-        )
+        add_json(parser)
 
     def handle(self, *args, **options) -> None:
         pf_id = options["property"]
-        if pf_id is not None and not pf_id.strip():
-            raise CommandError("--property needs a pf_id.", returncode=2)
         try:
-            result = check_images(pf_id=pf_id.strip() if pf_id else None, verify=options["verify"])
+            result = check_images(pf_id=pf_id, verify=options["verify"])
         except SyncAborted as exc:
             raise CommandError(f"pf_check could not run: {exc}", returncode=2) from None
         unreferenced = find_unreferenced_files() if options["unreferenced"] else None

@@ -18,7 +18,13 @@ from pfsync_app.jobs.repair import (
     RepairResult,
     repair_images,
 )
-from pfsync_app.management.options import positive_int
+from pfsync_app.management.options import (
+    add_concurrency,
+    add_dry_run,
+    add_json,
+    add_property,
+    positive_int,
+)
 
 
 class PrintedEvents(RepairEvents):
@@ -71,37 +77,22 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--dry-run",
-            action="store_true",
-            help="List what would be repaired; download and write nothing.",
-        )
+        add_dry_run(parser, "List what would be repaired; download and write nothing.")
         parser.add_argument("--limit", type=positive_int, help="Repair at most N images.")
-        parser.add_argument(
-            "--property", metavar="PF_ID", help="Repair only the property with this pf_id."
-        )
+        add_property(parser, "Repair")
         parser.add_argument(
             "--verify",
             action="store_true",
             help="Also repair files whose size or sha256 differs from what pf_sync stored.",
         )
-        parser.add_argument(
-            "--concurrency",
-            type=positive_int,
-            help="Image downloads at once (PF_SYNC_CONCURRENCY).",
-        )
-        parser.add_argument(
-            "--json", action="store_true", help="Print a machine-readable report on stdout."
-        )
+        add_concurrency(parser)
+        add_json(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        pf_id = options["property"]
-        if pf_id is not None and not pf_id.strip():
-            raise CommandError("--property needs a pf_id.", returncode=2)
         repair_options = RepairOptions(
             dry_run=options["dry_run"],
             limit=options["limit"],
-            pf_id=pf_id.strip() if pf_id else None,
+            pf_id=options["property"],
             verify=options["verify"],
             concurrency=options["concurrency"],
         )

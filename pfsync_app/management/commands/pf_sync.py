@@ -9,7 +9,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pfsync_app.exceptions import SyncAborted
 from pfsync_app.jobs.sync import SyncOptions, SyncResult, run_nightly
-from pfsync_app.management.options import positive_int
+from pfsync_app.management.options import (
+    add_concurrency,
+    add_dry_run,
+    add_json,
+    pf_id,
+    positive_int,
+)
 from pfsync_app.management.progress import progress_for
 
 SUMMARY = (
@@ -31,10 +37,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--dry-run",
-            action="store_true",
-            help="Fetch everything and report what would change; write and download nothing.",
+        add_dry_run(
+            parser, "Fetch everything and report what would change; write and download nothing."
         )
         parser.add_argument(
             "--only", choices=["users", "listings"], help="Sync only users or only listings."
@@ -44,6 +48,7 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="PF_ID",
+            type=pf_id,
             help="Sync just this listing (repeatable).",
         )
         parser.add_argument("--no-images", action="store_true", help="Do not download images.")
@@ -58,14 +63,8 @@ class Command(BaseCommand):
             action="store_true",
             help="Unpublish even above PF_SYNC_MAX_UNPUBLISH_PERCENT.",
         )
-        parser.add_argument(
-            "--concurrency",
-            type=positive_int,
-            help="Image downloads at once (PF_SYNC_CONCURRENCY).",
-        )
-        parser.add_argument(
-            "--json", action="store_true", help="Print a machine-readable summary on stdout."
-        )
+        add_concurrency(parser)
+        add_json(parser, "summary")
 
     def handle(self, *args, **options) -> None:
         if options["listing"] and options["only"] == "users":
@@ -73,7 +72,7 @@ class Command(BaseCommand):
         sync_options = SyncOptions(
             dry_run=options["dry_run"],
             only=options["only"],
-            listing_ids=[pf_id.strip() for pf_id in options["listing"] if pf_id.strip()],
+            listing_ids=options["listing"],
             images=not options["no_images"],
             limit=options["limit"],
             full=options["full"],
