@@ -7,16 +7,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from pfsync_app.atlas.errors import AtlasError
-from pfsync_app.exceptions import AreaError, SyncAborted
+from pfsync_app.exceptions import AreaError
 from pfsync_app.jobs import areas
 from pfsync_app.jobs.clients import build_client
+from pfsync_app.management.base import PfsyncCommand
 from pfsync_app.writers.areas import unmapped_locations
 
 
-class Command(BaseCommand):
+class Command(PfsyncCommand):
     help = (
         "Close the gap between Property Finder locations and host areas: list unmapped "
         "locations, search them, link them to areas, or propose links by exact name."
@@ -87,8 +88,6 @@ class Command(BaseCommand):
         }
         try:
             handlers[options["action"]](options)
-        except (AreaError, SyncAborted) as exc:
-            raise CommandError(str(exc), returncode=2) from None
         except AtlasError as exc:
             raise CommandError(f"Property Finder API: {exc}", returncode=2) from None
 

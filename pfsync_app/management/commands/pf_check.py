@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from pfsync_app.exceptions import SyncAborted
 from pfsync_app.jobs.check import MISSING, CheckResult, check_images, find_unreferenced_files
+from pfsync_app.management.base import PfsyncCommand
 from pfsync_app.management.options import add_json, add_property
 
 
@@ -17,7 +17,7 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-class Command(BaseCommand):
+class Command(PfsyncCommand):
     help = (
         "Report the images of Property Finder properties whose file is missing or empty "
         "(read-only; exit status 1 when any is)."
@@ -38,11 +38,7 @@ class Command(BaseCommand):
         add_json(parser)
 
     def handle(self, *args, **options) -> None:
-        pf_id = options["property"]
-        try:
-            result = check_images(pf_id=pf_id, verify=options["verify"])
-        except SyncAborted as exc:
-            raise CommandError(f"pf_check could not run: {exc}", returncode=2) from None
+        result = check_images(pf_id=options["property"], verify=options["verify"])
         unreferenced = find_unreferenced_files() if options["unreferenced"] else None
         if options["json"]:
             payload = result.as_json()

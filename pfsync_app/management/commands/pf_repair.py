@@ -6,9 +6,8 @@ import json
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from pfsync_app.exceptions import SyncAborted
 from pfsync_app.jobs.check import MissingImage
 from pfsync_app.jobs.repair import (
     RepairedImage,
@@ -18,6 +17,7 @@ from pfsync_app.jobs.repair import (
     RepairResult,
     repair_images,
 )
+from pfsync_app.management.base import PfsyncCommand
 from pfsync_app.management.options import (
     add_concurrency,
     add_dry_run,
@@ -30,7 +30,7 @@ from pfsync_app.management.options import (
 class PrintedEvents(RepairEvents):
     """Prints the old service's lines as the repair goes."""
 
-    def __init__(self, command: BaseCommand, dry_run: bool) -> None:
+    def __init__(self, command: PfsyncCommand, dry_run: bool) -> None:
         self.command = command
         self.dry_run = dry_run
 
@@ -70,7 +70,7 @@ class PrintedEvents(RepairEvents):
         )
 
 
-class Command(BaseCommand):
+class Command(PfsyncCommand):
     help = (
         "Download missing or empty image files again (from the listing's current URL when "
         "Property Finder moved them); never overwrites or deletes a file."
@@ -100,10 +100,7 @@ class Command(BaseCommand):
         if not quiet:
             self.stdout.write("PF IMAGE REPAIR STARTED...")
         events = RepairEvents() if quiet else PrintedEvents(self, repair_options.dry_run)
-        try:
-            result = repair_images(repair_options, events=events)
-        except SyncAborted as exc:
-            raise CommandError(f"pf_repair could not run: {exc}", returncode=2) from None
+        result = repair_images(repair_options, events=events)
         if options["json"]:
             self.stdout.write(json.dumps(result.as_json(), ensure_ascii=False))
         elif not quiet:

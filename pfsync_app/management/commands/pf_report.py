@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from pfsync_app.management.base import PfsyncCommand
 from pfsync_app.reports.summary import daily_summary, summary_json, summary_table
 
 MAX_DAYS = 3650
 
 
-class Command(BaseCommand):
+class Command(PfsyncCommand):
     help = "Show what pf_sync did per day (in TIME_ZONE days), newest first."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from pfsync_app.exceptions import SyncAborted
 from pfsync_app.jobs.sync import SyncOptions, SyncResult, run_nightly
+from pfsync_app.management.base import PfsyncCommand
 from pfsync_app.management.options import (
     add_concurrency,
     add_dry_run,
@@ -31,7 +31,7 @@ SUMMARY = (
 )
 
 
-class Command(BaseCommand):
+class Command(PfsyncCommand):
     help = (
         "Sync agents, listings and images from Property Finder (create and update, never delete)."
     )
@@ -82,10 +82,7 @@ class Command(BaseCommand):
         verbosity = 0 if options["json"] else options["verbosity"]
         # The raw stream: OutputWrapper would end each of the bar's redraws with a newline.
         progress = progress_for(self.stderr._out, verbosity)
-        try:
-            nightly = run_nightly(sync_options, progress)
-        except SyncAborted as exc:
-            raise CommandError(f"pf_sync could not run: {exc}", returncode=2) from None
+        nightly = run_nightly(sync_options, progress)
         result, webhooks = nightly.sync, nightly.webhooks
         if nightly.webhooks_problem:
             self.stderr.write(nightly.webhooks_problem)

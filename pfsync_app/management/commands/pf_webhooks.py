@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from pfsync_app.atlas import AtlasClient, AtlasError
-from pfsync_app.exceptions import WebhookSetupError
 from pfsync_app.jobs.subscriptions import subscribe
 from pfsync_app.jobs.webhooks import EVENT_TYPES, process_pending
+from pfsync_app.management.base import PfsyncCommand
 from pfsync_app.management.options import positive_int
 
 
-class Command(BaseCommand):
+class Command(PfsyncCommand):
     help = (
         "Property Finder webhooks: list, subscribe or unsubscribe events, "
         "or process the stored events still pending."
@@ -89,10 +89,7 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(f"{event_type:<22}already subscribed")
 
-        try:
-            result = subscribe(client, url, events, secret, done=done, warn=self.warn)
-        except WebhookSetupError as exc:
-            raise CommandError(str(exc), returncode=2) from None
+        result = subscribe(client, url, events, secret, done=done, warn=self.warn)
         signed = "signed" if result.signed else "unsigned"
         self.stdout.write(f"{len(result.added)} subscription(s) added for {url} ({signed}).")
 
