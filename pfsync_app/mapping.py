@@ -185,6 +185,8 @@ def map_listing(listing: records.Listing) -> PropertyValues:
         value = fields[column]
         if value and value not in known:
             warnings.append(f"{column} {value!r} is not a value the API documents; stored as given")
+    for problem in listing.image_problems:
+        warnings.append(f"image {problem.position} skipped: {problem.field}: {problem.message}")
     images = []
     for image in listing.images:
         if not image.url:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from .errors import MalformedResponseError
 from .records import (
+    ImageProblem,
     InvalidRecord,
     Listing,
     ListingImage,
@@ -171,7 +172,7 @@ def _require_mapping(raw: Any) -> Mapping[str, Any]:
 
 
 def parse_listing(raw: Any) -> tuple[Listing, list[RecordError]]:
-    """A ``Listing`` and the errors of images left out of it; raises ``InvalidRecord``."""
+    """A ``Listing``, unreadable image items in ``image_problems``; raises ``InvalidRecord``."""
     data = _require_mapping(raw)
     listing_id = _str(data, "id", "id", numbers=True)
     if not listing_id:
@@ -188,7 +189,7 @@ def parse_listing(raw: Any) -> tuple[Listing, list[RecordError]]:
     if is_live is None and (state_type is not None or state_stage is not None):
         is_live = state_type == "live" or state_stage == "live"
 
-    images, image_errors = _parse_images(data, listing_id)
+    images, image_problems = _parse_images(data)
     listing = Listing(
         id=listing_id,
         reference=_str(data, "reference", "reference", numbers=True),
@@ -212,8 +213,9 @@ def parse_listing(raw: Any) -> tuple[Listing, list[RecordError]]:
         updated_at=_datetime(data, "updatedAt", "updatedAt"),
         images=images,
         raw=dict(data),
+        image_problems=tuple(image_problems),
     )
-    return listing, image_errors
+    return listing, []
 
 
 def _parse_price(price: Mapping[str, Any] | None) -> Price | None:
@@ -231,10 +233,11 @@ def _parse_price(price: Mapping[str, Any] | None) -> Price | None:
     )
 
 
-def _parse_images(
-    data: Mapping[str, Any], listing_id: str
-) -> tuple[tuple[ListingImage, ...], list[RecordError]]:
-    """The original variant of every image; an unreadable one is reported and left out."""
+def _parse_images(data: Mapping[str, Any]) -> tuple[tuple[ListingImage, ...], list[ImageProblem]]:
+    """The original variant of every image; an unreadable item is left out and described.
+
+    A bad image item never costs the listing: its other fields and images are read.
+    """
     media = _obj(data, "media", "media")
     raw_images = media.get("images") if media else None
     if raw_images is None:
@@ -242,7 +245,7 @@ def _parse_images(
     if not isinstance(raw_images, list):
         raise InvalidRecord("media.images", f"expected a list, got {_type_name(raw_images)}")
     images: list[ListingImage] = []
-    errors: list[RecordError] = []
+    problems: list[ImageProblem] = []
     # The position is the index in media.images even when an image before it
     # is skipped, so a listing's positions stay stable from one run to the next.
     for position, raw_image in enumerate(raw_images):
@@ -263,10 +266,8 @@ def _parse_images(
             )
         except InvalidRecord as exc:
             field_path = path if exc.field == "(record)" else exc.field
-            errors.append(
-                RecordError("image", listing_id, field_path, f"{exc.message}; image skipped")
-            )
-    return tuple(images), errors
+            problems.append(ImageProblem(position, field_path, exc.message))
+    return tuple(images), problems
 
 
 def parse_user(raw: Any) -> tuple[User, list[RecordError]]:

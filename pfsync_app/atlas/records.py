@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 __all__ = [
+    "ImageProblem",
     "InvalidRecord",
     "Listing",
     "ListingImage",
@@ -88,6 +89,18 @@ class ListingImage:
 
 
 @dataclass(frozen=True)
+class ImageProblem:
+    """An item of ``media.images`` that could not be read (no ``original``, no URL, a bad size).
+
+    The listing is read without it; ``position`` is the item's index in ``media.images``.
+    """
+
+    position: int
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Listing:
     """A Property Finder listing (``GET /v1/listings`` ``results[]``)."""
 
@@ -113,6 +126,8 @@ class Listing:
     updated_at: datetime | None
     images: tuple[ListingImage, ...]
     raw: dict[str, Any] = field(repr=False, compare=False)
+    #: Items of media.images left out because they could not be read; the listing is still whole.
+    image_problems: tuple[ImageProblem, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,8 @@ class SyncResult:
     unpublish_note: str = ""
     listings_received: int = 0
     listings_skipped_unchanged: int = 0
+    listings_found_again: int = 0  # missed by paging, found live by the direct look-up
+    listings_confirmed_gone: int = 0
 
 
 class SyncJob(Job):
@@ -90,7 +92,6 @@ class SyncJob(Job):
         self.sync_result = SyncResult(run_id=None, counters={}, exit_code=0)
         self.seen: set[str] = set()
         self.fetch_complete = True
-        self.totals_seen: set[int] = set()
         self.listings: ListingStage | None = None
 
     # -- the lifecycle's hooks -----------------------------------------------
@@ -180,7 +181,6 @@ class SyncJob(Job):
             else:
                 with closing(pages or prefetch(self.client.iter_listing_pages())) as fetched:
                     for page in self._pages(fetched, "listings"):
-                        self.totals_seen.add(page.total)
                         self.progress.total("listings", page.total)
                         if not self._sync_page(page):
                             break
@@ -278,25 +278,75 @@ class SyncJob(Job):
     # -- unpublishing ----------------------------------------------------------
 
     def _unpublish_missing(self) -> None:
-        recorder = self.recorder
-        note = self._unpublish_blocker()
-        published = published_pf_ids()
-        gone = {pf_id: pk for pf_id, pk in published.items() if pf_id not in self.seen}
-        if not gone:
+        """Unpublish what Property Finder confirms is gone; sync what paging merely missed.
+
+        Offset paging over a list that changes while it is read can miss a live
+        listing, so the published properties the pages did not bring are looked up
+        again directly (``filter[ids]``). Those still returned and live are synced and
+        stay published; only those the look-up confirms as gone or not live are
+        unpublished, within the circuit breaker. A fetch or look-up that did not
+        complete unpublishes nothing.
+        """
+        if not self.fetch_complete:
+            self._skip_unpublishing("the listing fetch did not complete; nothing was unpublished")
             return
-        if note is None:
-            limit = float(pfsync_settings.PF_SYNC_MAX_UNPUBLISH_PERCENT)
-            share = 100.0 * len(gone) / max(len(published), 1)
-            if share > limit and not self.sync_options.allow_mass_unpublish:
-                note = (
-                    f"{len(gone)} of {len(published)} published properties ({share:.0f}%) are "
-                    f"no longer on Property Finder, above PF_SYNC_MAX_UNPUBLISH_PERCENT="
-                    f"{limit:g}; nothing was unpublished (use --allow-mass-unpublish if this "
-                    "is real)"
-                )
-        if note is not None:
-            self.sync_result.unpublish_note = note
-            recorder.warning("unpublish.skipped", note)
+        published = published_pf_ids()
+        unseen = {pf_id: pk for pf_id, pk in published.items() if pf_id not in self.seen}
+        if not unseen:
+            return
+        found_again = self._look_up(sorted(unseen))
+        if found_again is None:
+            return
+        gone = {pf_id: pk for pf_id, pk in unseen.items() if pf_id not in found_again}
+        self.sync_result.listings_found_again = len(found_again)
+        self.sync_result.listings_confirmed_gone = len(gone)
+        self.recorder.info(
+            "unpublish.confirmed",
+            f"{len(unseen)} published properties were not in the listing pages; a direct "
+            f"look-up found {len(found_again)} still live (synced, kept published) and "
+            f"confirmed {len(gone)} gone",
+        )
+        if gone:
+            self._unpublish(gone, len(published))
+
+    def _look_up(self, pf_ids: list[str]) -> set[str] | None:
+        """Fetch these listings directly and sync the live ones; their ids, or None on failure."""
+        live: list[records.Listing] = []
+        try:
+            for page in self.client.iter_listing_pages_by_ids(pf_ids):
+                if page.errors:
+                    self._skip_unpublishing(
+                        f"{len(page.errors)} listing(s) of the look-up of unpaged properties "
+                        "could not be read; nothing was unpublished"
+                    )
+                    return None
+                live.extend(listing for listing in page.items if listing.is_live)
+        except AuthenticationError as exc:
+            raise atlas_failure(exc, "", mid_run=True) from exc
+        except AtlasError as exc:
+            self._skip_unpublishing(
+                f"looking up {len(pf_ids)} unpaged properties failed: {exc}; "
+                "nothing was unpublished"
+            )
+            return None
+        found = {listing.id for listing in live}
+        self.seen.update(found)
+        if live:
+            # Missed by paging, not gone: written like any other listing of the night.
+            self.listings.save(live)
+        return found
+
+    def _unpublish(self, gone: dict[str, int], published: int) -> None:
+        recorder = self.recorder
+        limit = float(pfsync_settings.PF_SYNC_MAX_UNPUBLISH_PERCENT)
+        share = 100.0 * len(gone) / max(published, 1)
+        if share > limit and not self.sync_options.allow_mass_unpublish:
+            self._skip_unpublishing(
+                f"{len(gone)} of {published} published properties ({share:.0f}%) are "
+                f"no longer on Property Finder, above PF_SYNC_MAX_UNPUBLISH_PERCENT="
+                f"{limit:g}; nothing was unpublished (use --allow-mass-unpublish if this "
+                "is real)"
+            )
             return
         if self.dry_run:
             recorder.count("properties_unpublished", len(gone))
@@ -308,29 +358,15 @@ class SyncJob(Job):
         for pf_id, pk in sorted(gone.items()):
             recorder.info(
                 "property.unpublished",
-                "no longer returned by Property Finder",
+                "no longer returned by Property Finder (confirmed by a direct look-up)",
                 pf_id=pf_id,
                 object_type="property",
                 object_id=pk,
             )
 
-    def _unpublish_blocker(self) -> str | None:
-        """Why unpublishing would be unsafe this run, or None when the fetch was complete."""
-        if not self.fetch_complete:
-            return "the listing fetch did not complete; nothing was unpublished"
-        if len(self.totals_seen) != 1:
-            return (
-                "the number of listings Property Finder announced changed while paging "
-                f"({sorted(self.totals_seen)}); nothing was unpublished"
-            )
-        (total,) = self.totals_seen
-        received = len(self.seen)
-        if received != total:
-            return (
-                f"received {received} listings but Property Finder announced {total}; "
-                "nothing was unpublished"
-            )
-        return None
+    def _skip_unpublishing(self, note: str) -> None:
+        self.sync_result.unpublish_note = note
+        self.recorder.warning("unpublish.skipped", note)
 
 
 def run_sync(options: SyncOptions | None = None, **resources: Any) -> SyncResult:

@@ -151,6 +151,10 @@ class Faults:
         self._truncated_once: set[str] = set()
         self.api_window = SlidingWindow(clock)
         self.token_window = SlidingWindow(clock)
+        # Listings missing from every /v1/listings answer, as if off Property Finder for a night.
+        self._left_out: set[str] = set()
+        # (page, change): applied to the store right before that page of a listing fetch.
+        self._page_changes: list[tuple[int, Callable[[], None]]] = []
 
     # --- scripting
 
@@ -191,6 +195,47 @@ class Faults:
         with self._lock:
             self._images.append(ScriptedFault(target, kind, times, params))
 
+    def leave_out(self, listing_id: str) -> None:
+        """Leave the listing out of every ``/v1/listings`` answer (pages and ``filter[ids]``).
+
+        Its data is untouched: :meth:`bring_back` returns it byte for byte, as a listing
+        that was off Property Finder for one night and came back.
+        """
+        with self._lock:
+            self._left_out.add(listing_id)
+
+    def bring_back(self, listing_id: str) -> None:
+        """Answer the listing again after :meth:`leave_out`."""
+        with self._lock:
+            self._left_out.discard(listing_id)
+
+    def left_out(self) -> frozenset[str]:
+        """The listings left out of the answers now."""
+        with self._lock:
+            return frozenset(self._left_out)
+
+    def change_before_page(self, page: int, change: Callable[[], None]) -> None:
+        """Apply ``change`` to the store once, right before page ``page`` of a listing fetch.
+
+        Unlike the ``skip_one``/``duplicate_first`` drift (which only shifts the answer),
+        the store itself changes between two pages of one fetch, so the later pages
+        really shift: a listing removed or added before them moves the rest by one while
+        ``pagination.total`` may stay the same.
+        """
+        if page < 2:
+            raise ValueError(f"a change between pages needs page 2 or later, not {page}")
+        with self._lock:
+            self._page_changes.append((page, change))
+
+    def take_page_change(self, page: int) -> Callable[[], None] | None:
+        """The change scripted before ``page`` (used up), or None."""
+        with self._lock:
+            for index, (wanted, change) in enumerate(self._page_changes):
+                if wanted == page:
+                    del self._page_changes[index]
+                    return change
+        return None
+
     def revoke_credentials(self) -> None:
         """Every token is refused and no new one is issued, until :meth:`restore_credentials`."""
         self._tokens.revoked = True
@@ -209,6 +254,8 @@ class Faults:
             self._api.clear()
             self._images.clear()
             self._truncated_once.clear()
+            self._left_out.clear()
+            self._page_changes.clear()
         self.fault_rate = 0.0
         self.image_fault_rate = 0.0
         self._tokens.revoked = False

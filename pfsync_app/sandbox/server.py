@@ -444,6 +444,9 @@ class _Handler(BaseHTTPRequestHandler):
         page, per_page = self._page(query)
         data = sandbox.data
         wanted = _split(query.get("filter[ids]"))
+        change = None if wanted else sandbox.faults.take_page_change(page)
+        if change is not None:
+            change()
         draft = query.get("draft") == "true"
         archived = query.get("archived") == "true"
         if wanted:
@@ -456,6 +459,9 @@ class _Handler(BaseHTTPRequestHandler):
             for name in query
             if name.startswith("filter[") and name != "filter[ids]" and query[name]
         }
+        left_out = sandbox.faults.left_out()
+        if left_out:
+            ids = [i for i in ids if i not in left_out]
         if draft or archived or filters:
             # Rare in practice; materialises every listing, fine at sandbox sizes.
             ids = [

@@ -343,6 +343,25 @@ class SandboxData:
             self.update_listing(listing_id, replace)
             return fresh["original"]["url"]
 
+    def break_image(self, listing_id: str, position: int, how: str) -> None:
+        """Damage the item at ``position`` of ``media.images`` as real feeds sometimes do.
+
+        ``how``: ``no_url`` (``original`` without a URL), ``no_original`` (only other
+        variants), ``bad_size`` (a width that is not a number). The schema allows all three.
+        """
+        breakers = {
+            "no_url": lambda image: image["original"].pop("url", None),
+            "no_original": lambda image: image.pop("original", None),
+            "bad_size": lambda image: image["original"].update(width="wide"),
+        }
+        if how not in breakers:
+            raise ValueError(f"unknown image damage {how!r}; use one of {', '.join(breakers)}")
+        with self._lock:
+            self._check_position(listing_id, position)
+            self.update_listing(
+                listing_id, lambda listing: breakers[how](self._images(listing)[position])
+            )
+
     def _check_position(self, listing_id: str, position: int) -> None:
         images = (self._get(listing_id).get("media") or {}).get("images") or []
         if not 0 <= position < len(images):

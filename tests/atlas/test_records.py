@@ -203,7 +203,7 @@ def test_datetimes_are_timezone_aware():
     assert listing.updated_at == datetime(2025, 8, 14, 9, 12, 45, tzinfo=UTC)
 
 
-def test_an_image_without_an_original_url_is_reported_and_skipped_keeping_positions():
+def test_an_image_without_an_original_url_is_left_out_of_a_whole_listing_keeping_positions():
     media = {
         "images": [
             {"original": {"url": "https://img.test/0.jpg", "width": 10, "height": 10}},
@@ -220,11 +220,12 @@ def test_an_image_without_an_original_url_is_reported_and_skipped_keeping_positi
         (2, "https://img.test/2.jpg"),
     ]
     assert listing.images[1].width is None
-    [error] = page.errors
-    assert error.kind == "image"
-    assert error.record_id == LISTING["id"]
-    assert error.field == "media.images[1].original.url"
-    assert "no original URL" in error.message
+    # The listing itself is whole: the bad item travels with it, not as a page error.
+    assert page.errors == []
+    [problem] = listing.image_problems
+    assert problem.position == 1
+    assert problem.field == "media.images[1].original.url"
+    assert "no original URL" in problem.message
 
 
 def test_a_listing_without_id_becomes_a_record_error_while_the_others_parse():

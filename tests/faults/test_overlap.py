@@ -50,9 +50,10 @@ def lock_holder(db) -> int:
 
 
 def test_a_second_pf_sync_or_pf_repair_exits_2_naming_the_first_while_pf_check_runs(db):
-    # Slow images keep the first run busy for ~12 s: long enough for three more processes to
-    # start on a loaded machine.
-    with Sandbox(**SMALL, latency_ms=300, image_latency_ms=1000) as sb:
+    with Sandbox(**SMALL) as sb:
+        # The users page hangs 20 s while the first run holds the lock: however slowly three
+        # more processes start on a loaded machine, they meet the lock held.
+        sb.faults.add("/v1/users", "hang", seconds=20, times=1)
         first = start(db, "pf_sync", "--concurrency", "2", sb=sb)
         try:
             wait_for(lambda: lock_holder(db) == first.pid, what="the first pf_sync's lock")

@@ -109,6 +109,8 @@ class Command(PfsyncCommand):
             "counters": result.counters,
             "listings_received": result.listings_received,
             "listings_unchanged": result.listings_skipped_unchanged,
+            "listings_found_again": result.listings_found_again,
+            "listings_confirmed_gone": result.listings_confirmed_gone,
             "failures": result.failures,
             "unmapped_locations": {str(k): v for k, v in result.unmapped_locations.items()},
             "unpublish_note": result.unpublish_note,
@@ -131,6 +133,11 @@ class Command(PfsyncCommand):
             f"  {'Listings unchanged:':<24}{result.listings_skipped_unchanged} "
             f"of {result.listings_received} received"
         )
+        if result.listings_found_again or result.listings_confirmed_gone:
+            out.write(
+                f"  {'Not in the pages:':<24}{result.listings_found_again} found again live "
+                f"by a direct look-up, {result.listings_confirmed_gone} confirmed gone"
+            )
         if result.unpublish_note:
             out.write(self.style.WARNING(f"  Unpublishing skipped: {result.unpublish_note}"))
         if result.unmapped_locations:

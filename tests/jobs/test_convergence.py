@@ -1,0 +1,136 @@
+"""The site shows what Property Finder shows, whatever the night brings (issue 15's cases)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pfsync_app.jobs.sync import SyncOptions, run_sync
+from pfsync_app.models import Property, PropertyImage, ReportEntry
+from pfsync_app.sandbox import Sandbox
+from pfsync_app.sandbox.store import is_live
+from tests.fixtures.faults import FastClient
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sb(sandbox_settings: Sandbox) -> Sandbox:
+    """The small sandbox (12 listings), pfsync pointed at it."""
+    return sandbox_settings
+
+
+def night(sb: Sandbox, per_page: int = 5, **options):
+    """One pf_sync with small listing pages; its result."""
+    client = FastClient(sb, per_page=per_page)
+    try:
+        return run_sync(SyncOptions(**options), client=client)
+    finally:
+        client.close()
+
+
+def published() -> set[str]:
+    return set(Property.objects.filter(is_published=True).values_list("pf_id", flat=True))
+
+
+def live_in(sb: Sandbox) -> set[str]:
+    return {raw["id"] for raw in sb.data.listings() if is_live(raw)}
+
+
+def actions(run_id: int, action: str) -> list[ReportEntry]:
+    return list(ReportEntry.objects.filter(run_id=run_id, action=action))
+
+
+# -- paging drift ------------------------------------------------------------------
+
+
+def test_a_live_listing_shifted_to_an_already_read_page_is_found_again_not_unpublished(sb):
+    assert night(sb).exit_code == 0
+    order = [raw["id"] for raw in sb.data.listings()]
+    taken_down, shifted = order[0], order[5]
+
+    def drift() -> None:
+        # Between page 1 and page 2: one listing goes, one comes; the total stays the same
+        # and listing 6 moves onto page 1, which was read already.
+        sb.data.remove_listing(taken_down)
+        sb.data.add_listing()
+
+    sb.faults.change_before_page(2, drift)
+    result = night(sb)
+
+    assert result.exit_code == 0, result.failures
+    assert shifted in published(), "a live listing was hidden by paging drift"
+    assert result.listings_found_again == 1
+    [confirmed] = actions(result.run_id, "unpublish.confirmed")
+    assert "found 1 still live" in confirmed.message
+    # The listing taken down was read on page 1 before it went: the next night confirms it.
+    assert night(sb).listings_confirmed_gone == 1
+    assert taken_down not in published()
+    assert published() == live_in(sb)
+
+
+def test_paging_drift_over_150_listings_unpublishes_only_what_is_gone(settings):
+    settings.PF_SYNC_MAX_UNPUBLISH_PERCENT = 10
+    with Sandbox(users=3, listings=150, images_per_listing=0, seed=3) as sb:
+        settings.PF_API_URL, settings.PF_API_KEY = sb.url, sb.api_key
+        settings.PF_API_SECRET = sb.api_secret
+        assert night(sb, per_page=20).exit_code == 0
+        order = [raw["id"] for raw in sb.data.listings()]
+
+        def drift() -> None:
+            for pf_id in order[:3]:
+                sb.data.remove_listing(pf_id)
+            for _ in range(3):
+                sb.data.add_listing()
+
+        sb.faults.change_before_page(3, drift)
+        result = night(sb, per_page=20)
+
+        assert result.exit_code == 0, result.failures
+        # The three that moved onto a page already read were found again, none unpublished.
+        assert result.listings_found_again == 3
+        assert result.counters["properties_unpublished"] == 0
+        assert published() == live_in(sb) | set(order[:3])
+        # The next night confirms the three that went (2% of 150, within the 10% limit).
+        again = night(sb, per_page=20)
+        assert (again.listings_confirmed_gone, again.counters["properties_unpublished"]) == (3, 3)
+        assert published() == live_in(sb)
+
+
+def test_a_failed_look_up_unpublishes_nothing(sb):
+    assert night(sb).exit_code == 0
+    gone = sb.data.listing_ids()[3]
+    sb.data.remove_listing(gone)
+    sb.faults.add("/v1/listings?filter%5Bids%5D", "status", status=500, times=None)
+
+    result = night(sb)
+
+    assert gone in published()
+    assert "nothing was unpublished" in result.unpublish_note
+    sb.faults.clear()
+    night(sb)
+    assert gone not in published()
+
+
+# -- a bad photo ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["no_url", "no_original", "bad_size"])
+def test_a_listing_with_one_bad_photo_is_saved_with_its_other_fields_and_images(sb, how):
+    assert night(sb).exit_code == 0
+    pf_id = next(raw["id"] for raw in sb.data.listings() if len(raw["media"]["images"]) >= 2)
+    sb.data.break_image(pf_id, 1, how)
+    sb.data.update_listing(pf_id, **{"price.amounts.sale": 1234567, "price.type": "sale"})
+    new_id = sb.data.add_listing()
+    sb.data.break_image(new_id, 0, how)
+
+    result = night(sb)
+
+    assert Property.objects.get(pf_id=pf_id).price == 1234567
+    assert Property.objects.filter(pf_id=new_id).exists(), "the new listing was not created"
+    warnings = [e.message for e in actions(result.run_id, "listing.warning") if e.pf_id == pf_id]
+    assert any(message.startswith("image 1 skipped: media.images[1]") for message in warnings)
+    assert not actions(result.run_id, "listing.duplicate"), "a false paging warning"
+    assert not actions(result.run_id, "listing.invalid")
+    kept = PropertyImage.objects.filter(property__pf_id=pf_id, is_active=True)
+    assert 1 not in set(kept.values_list("position", flat=True))
+    assert kept.exists()
