@@ -29,6 +29,7 @@ from pfsync_app.jobs.pipeline import Prefetcher, Progress, prefetch
 from pfsync_app.jobs.users import UserStage
 from pfsync_app.media.files import storage_write_problem, sweep_stale_downloads
 from pfsync_app.models import SyncRun
+from pfsync_app.reports.causes import Cause, cause_of
 from pfsync_app.writers.listings import published_pf_ids, unpublish
 
 logger = logging.getLogger("pfsync.sync")
@@ -225,7 +226,10 @@ class SyncJob(Job):
             except AtlasError as exc:
                 self.fetch_complete = False
                 self._fail(
-                    f"{what} fetch", f"{what}.fetch_failed", f"{exc}; the rest was not fetched"
+                    f"{what} fetch",
+                    f"{what}.fetch_failed",
+                    f"{exc}; the rest was not fetched",
+                    cause=cause_of(exc),
                 )
                 return
             yield page
@@ -243,6 +247,7 @@ class SyncJob(Job):
                 f"{kind}.invalid",
                 f"{error.message}{field_text}",
                 str(error.record_id or ""),
+                cause=Cause("invalid_record"),
             )
 
     def _sync_page(self, page: records.Page) -> bool:
@@ -271,8 +276,10 @@ class SyncJob(Job):
         self.listings.save(listings)
         return not reached
 
-    def _fail(self, what: str, action: str, message: str, pf_id: str = "") -> None:
-        self.recorder.error(action, message, pf_id=pf_id)
+    def _fail(
+        self, what: str, action: str, message: str, pf_id: str = "", cause: Cause | None = None
+    ) -> None:
+        self.recorder.error(action, message, pf_id=pf_id, cause=cause)
         self.sync_result.failures.append(f"{what}: {message}")
 
     # -- unpublishing ----------------------------------------------------------
