@@ -66,6 +66,7 @@ def configured_secrets() -> list[str]:
     values = [
         pfsync_settings.PF_API_SECRET,
         pfsync_settings.PF_WEBHOOK_SECRET,
+        pfsync_settings.PF_HEALTH_TOKEN,
         getattr(settings, "SECRET_KEY", ""),
         getattr(settings, "AWS_SECRET_ACCESS_KEY", ""),
     ]
