@@ -143,11 +143,11 @@ class FailureSummary:
         return "; ".join(parts)
 
     def lines(self, examples: int = EXAMPLES) -> list[str]:
-        """Each group's headline, then the first ``examples`` entries of each cause."""
+        """Each group's headline, then the first ``examples`` entries of each cause (0: none)."""
         lines: list[str] = []
         for group in self.groups:
             lines.append(group.headline())
-            for cause in group.causes:
+            for cause in group.causes if examples > 0 else ():
                 shown = cause.examples[:examples]
                 for entry in shown:
                     lines.append(f"  {cause.label}: {example_text(entry)}")

@@ -37,6 +37,30 @@ def format_duration(value: dt.timedelta | None) -> str:
     return f"{seconds} s"
 
 
+def options_items(options: Any) -> list[tuple[str, str]]:
+    """A run's options as (name, value) text: ``("dry run", "no")``, ``("limit", "—")``."""
+    if not isinstance(options, dict):
+        return []
+    return [(str(key).replace("_", " "), _option_value(value)) for key, value in options.items()]
+
+
+def options_text(options: Any) -> str:
+    """A run's options on one line: "dry run: no, only: —, listing ids: none, ..."."""
+    return ", ".join(f"{name}: {value}" for name, value in options_items(options))
+
+
+def _option_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "—"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(item) for item in value) if value else "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) if value else "none"
+    return str(value)
+
+
 SUMMARY_COUNTERS = SyncRun.COUNTERS
 
 
