@@ -63,6 +63,19 @@ def _option_value(value: Any) -> str:
 
 SUMMARY_COUNTERS = SyncRun.COUNTERS
 
+# The old service's counters as its summary named them, in its order.
+COUNTER_LABELS: tuple[tuple[str, str], ...] = (
+    ("properties_created", "Properties created"),
+    ("properties_updated", "Properties updated"),
+    ("properties_unpublished", "Properties unpublished"),
+    ("images_downloaded", "Images downloaded"),
+    ("images_deactivated", "Images deactivated"),
+    ("images_failed", "Images failed"),
+    ("users_created", "Users created"),
+    ("users_updated", "Users updated"),
+    ("errors", "Errors"),
+)
+
 
 def daily_summary(days: int = 7) -> list[dict[str, Any]]:
     """pf_sync totals per day (TIME_ZONE days), newest first, including days without runs.

@@ -18,18 +18,7 @@ from pfsync_app.management.options import (
 )
 from pfsync_app.management.progress import progress_for
 from pfsync_app.reports.failures import summarize_failures
-
-SUMMARY = (
-    ("properties_created", "Properties created"),
-    ("properties_updated", "Properties updated"),
-    ("properties_unpublished", "Properties unpublished"),
-    ("images_downloaded", "Images downloaded"),
-    ("images_deactivated", "Images deactivated"),
-    ("images_failed", "Images failed"),
-    ("users_created", "Users created"),
-    ("users_updated", "Users updated"),
-    ("errors", "Errors"),
-)
+from pfsync_app.reports.summary import COUNTER_LABELS
 
 # Unmapped locations listed after a run (-v 2: all of them).
 UNMAPPED_SHOWN = 20
@@ -136,7 +125,7 @@ class Command(PfsyncCommand):
         title = "Sync finished" if not result.exit_code else "Sync finished with errors"
         style = self.style.SUCCESS if not result.exit_code else self.style.WARNING
         out.write(style(f"{title} (run {result.run_id})"))
-        for key, label in SUMMARY:
+        for key, label in COUNTER_LABELS:
             out.write(f"  {label + ':':<24}{result.counters.get(key, 0)}")
         out.write(
             f"  {'Listings unchanged:':<24}{result.listings_skipped_unchanged} "
