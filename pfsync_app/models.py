@@ -192,7 +192,7 @@ class SyncRun(models.Model):
         verbose_name = "run"
 
     def __str__(self) -> str:
-        return f"{self.command} #{self.pk} ({self.status})"
+        return f"{self.command} run {self.pk} ({self.get_status_display()})"
 
     @property
     def duration(self):

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.models import RunLock, SyncRun, WebhookEvent
-from pfsync_app.reports.summary import local_datetime_text
+from pfsync_app.reports.summary import format_age, local_datetime_text
 
 SUCCEEDED = (SyncRun.Status.SUCCEEDED, SyncRun.Status.FINISHED_WITH_ERRORS)
 FAILED_TO_RUN = (SyncRun.Status.FAILED, SyncRun.Status.INTERRUPTED)
@@ -130,20 +130,19 @@ def sync_health(now: dt.datetime | None = None) -> Health:
     if last_success is None:
         problems.insert(0, "no nightly pf_sync has succeeded yet")
     else:
-        hours = (now - _ended(last_success)).total_seconds() / 3600
-        if hours >= max_age:
+        age = now - _ended(last_success)
+        if age.total_seconds() / 3600 >= max_age:
             problems.insert(
                 0,
                 f"the last successful nightly pf_sync (run {last_success.pk}) finished "
-                f"{hours:.1f} h ago, more than PF_SYNC_MAX_AGE_HOURS={max_age:g}",
+                f"{format_age(age)} ago, more than PF_SYNC_MAX_AGE_HOURS={max_age:g}",
             )
     if problems:
         reason = "; ".join(problems)
     else:
-        hours = (now - _ended(last_success)).total_seconds() / 3600
         reason = (
-            f"the last nightly pf_sync (run {last_success.pk}) finished {hours:.1f} h ago, "
-            f"within {max_age:g} h"
+            f"the last nightly pf_sync (run {last_success.pk}) finished "
+            f"{format_age(now - _ended(last_success))} ago, within {max_age:g} h"
         )
     return Health(
         healthy=not problems,

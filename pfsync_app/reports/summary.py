@@ -37,6 +37,18 @@ def format_duration(value: dt.timedelta | None) -> str:
     return f"{seconds} s"
 
 
+def format_age(value: dt.timedelta | None) -> str:
+    """How long ago, roughly, for people: "40 min", "5.2 h", "3 days"."""
+    if value is None:
+        return ""
+    hours = value.total_seconds() / 3600
+    if hours < 1:
+        return f"{max(0, round(hours * 60))} min"
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.0f} days"
+
+
 def options_items(options: Any) -> list[tuple[str, str]]:
     """A run's options as (name, value) text: ``("dry run", "no")``, ``("limit", "—")``."""
     if not isinstance(options, dict):
