@@ -58,7 +58,7 @@ def redact_text(text: str, secrets: list[str] | tuple[str, ...] = (), *, mask: s
 
 
 def configured_secrets() -> list[str]:
-    """The running configuration's secrets: API, webhook, Django and S3 keys, DB passwords."""
+    """The configuration's secrets: API, webhook, health, Django, S3 and mail keys, DB passwords."""
     from django.conf import settings
 
     from pfsync_app.conf import pfsync_settings
@@ -69,6 +69,7 @@ def configured_secrets() -> list[str]:
         pfsync_settings.PF_HEALTH_TOKEN,
         getattr(settings, "SECRET_KEY", ""),
         getattr(settings, "AWS_SECRET_ACCESS_KEY", ""),
+        getattr(settings, "EMAIL_HOST_PASSWORD", ""),
     ]
     for database in getattr(settings, "DATABASES", {}).values():
         values.append(database.get("PASSWORD") or "")

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core import mail
@@ -246,3 +250,35 @@ def test_the_alert_names_when_the_run_started_in_the_sites_time_zone():
     body = mail.outbox[0].body
     assert f"Started:  2026-01-19 00:00:05 ({timezone.get_default_timezone_name()})" in body
     assert "Took:     3 min 12 s" in body
+
+
+def test_the_bundled_project_sends_alerts_through_email_url():
+    code = (
+        "import django;django.setup();from django.conf import settings as s;"
+        "print(s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS, s.DEFAULT_FROM_EMAIL,"
+        " s.PF_ALERT_EMAILS, sep='|')"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project_settings.settings",
+        "EMAIL_URL": "smtp+tls://pfsync:mail-password@smtp.example.com:587",
+        "DEFAULT_FROM_EMAIL": "pfsync@example.com",
+        "PF_ALERT_EMAILS": "ops@example.com, lead@example.com",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().split("|") == [
+        "smtp.example.com",
+        "587",
+        "True",
+        "pfsync@example.com",
+        "['ops@example.com', 'lead@example.com']",
+    ]
