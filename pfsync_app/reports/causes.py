@@ -47,7 +47,7 @@ LABELS = {
     # pfsync and the host
     "database": "database error",
     "invalid_value": "value the table refused",
-    "aborted": "could not run",
+    "aborted": "stopped",
     "unexpected": "unexpected error",
     # files (the report file): errno names
     "eacces": "permission denied",

@@ -88,6 +88,19 @@ def test_the_json_summary_groups_failures_by_cause(sandbox_settings):
     assert [(c["label"], c["count"]) for c in group["causes"]] == [("HTTP 404", 1)]
 
 
+def test_a_report_file_that_cannot_be_written_is_printed_with_the_failures(
+    sandbox_settings, settings, tmp_path
+):
+    settings.REPORT_FILE = str(tmp_path)  # a folder where the file should be
+
+    text, status = sync("--no-images")
+
+    assert status == 1
+    lines = text.splitlines()
+    assert "  1 report file line not written: is a folder" in lines
+    assert f"    is a folder: report file {tmp_path}: Is a directory" in lines
+
+
 def test_a_clean_run_lists_no_failures(sandbox_settings):
     text, status = sync()
 
