@@ -50,10 +50,15 @@ def format_age(value: dt.timedelta | None) -> str:
 
 
 def options_items(options: Any) -> list[tuple[str, str]]:
-    """A run's options as (name, value) text: ``("dry run", "no")``, ``("limit", "—")``."""
+    """A run's options as (name, value) text, by name: ``("dry run", "no")``, ``("limit", "—")``.
+
+    By name, since PostgreSQL's JSON keeps no order of its own.
+    """
     if not isinstance(options, dict):
         return []
-    return [(str(key).replace("_", " "), _option_value(value)) for key, value in options.items()]
+    return [
+        (str(key).replace("_", " "), _option_value(value)) for key, value in sorted(options.items())
+    ]
 
 
 def options_text(options: Any) -> str:
