@@ -69,7 +69,8 @@ def configured_secrets() -> list[str]:
         pfsync_settings.PF_HEALTH_TOKEN,
         getattr(settings, "SECRET_KEY", ""),
         getattr(settings, "AWS_SECRET_ACCESS_KEY", ""),
-        getattr(settings, "EMAIL_HOST_PASSWORD", ""),
+        # Only when set: Django 6.1 deprecates the setting and warns whenever it is read.
+        settings.EMAIL_HOST_PASSWORD if settings.is_overridden("EMAIL_HOST_PASSWORD") else "",
     ]
     for database in getattr(settings, "DATABASES", {}).values():
         values.append(database.get("PASSWORD") or "")

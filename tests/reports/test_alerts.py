@@ -282,3 +282,11 @@ def test_the_bundled_project_sends_alerts_through_email_url():
         "pfsync@example.com",
         "['ops@example.com', 'lead@example.com']",
     ]
+
+
+def test_the_mail_password_is_kept_out_of_logs_and_entries(settings):
+    from pfsync_app.reports.logs import redact
+
+    settings.EMAIL_HOST_PASSWORD = "smtp-password-123"
+
+    assert redact("SMTP AUTH smtp-password-123 refused") == "SMTP AUTH [redacted] refused"
