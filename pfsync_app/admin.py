@@ -1,47 +1,84 @@
-"""pfsync in the Django admin: runs and their report entries, synced properties, webhooks.
+"""pfsync in the Django admin: the overview, runs and their entries, properties, webhook events.
 
 Everything here is read-only: runs, entries and webhook events are history,
 and properties belong to pf_sync (an edit would be overwritten by the next run).
+The overview is registered as the model admin of a proxy (``Overview``), so it
+is the first item under "Property Finder sync" on any site's default admin,
+without replacing the host's AdminSite.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin
-from django.core.exceptions import SuspiciousFileOperation
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
 from django.core.files.storage import default_storage
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
-from django.http import HttpRequest
-from django.urls import reverse
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from pfsync_app.models import Property, PropertyImage, ReportEntry, SyncRun, WebhookEvent
-from pfsync_app.reports.summary import format_duration, local_datetime_text
-
-# Errors first, then warnings, then info (the level names sort otherwise).
-LEVEL_RANK = Case(
-    When(level=ReportEntry.Level.ERROR, then=Value(0)),
-    When(level=ReportEntry.Level.WARNING, then=Value(1)),
-    When(level=ReportEntry.Level.INFO, then=Value(2)),
-    default=Value(3),
-    output_field=IntegerField(),
+from pfsync_app.charts import runs_chart
+from pfsync_app.conf import pfsync_settings
+from pfsync_app.models import (
+    Agent,
+    Overview,
+    Property,
+    PropertyImage,
+    ReportEntry,
+    SyncRun,
+    WebhookEvent,
+)
+from pfsync_app.reports.causes import cause_label
+from pfsync_app.reports.failures import (
+    LEVEL_RANK,
+    FailureSummary,
+    counted,
+    example_text,
+    run_entries,
+    summarize_failures,
+)
+from pfsync_app.reports.overview import overview
+from pfsync_app.reports.summary import (
+    COUNTER_LABELS,
+    format_age,
+    format_duration,
+    local_datetime_text,
+    options_items,
 )
 
+#: Entries listed on a run's page, errors first; the entry list has them all.
+RUN_PAGE_ENTRIES = 200
+
 _STATUS_LOOK = {
-    SyncRun.Status.RUNNING: ("#2a6ebb", "▶"),
-    SyncRun.Status.SUCCEEDED: ("#2e7d32", "✓"),
-    SyncRun.Status.FINISHED_WITH_ERRORS: ("#b26a00", "⚠"),
-    SyncRun.Status.FAILED: ("#ba2121", "✗"),
-    SyncRun.Status.INTERRUPTED: ("#666666", "■"),
+    SyncRun.Status.RUNNING: ("pf-running", "▶"),
+    SyncRun.Status.SUCCEEDED: ("pf-ok", "✓"),
+    SyncRun.Status.FINISHED_WITH_ERRORS: ("pf-warn", "⚠"),
+    SyncRun.Status.FAILED: ("pf-bad", "✗"),
+    SyncRun.Status.INTERRUPTED: ("pf-muted", "■"),
+    SyncRun.Status.SKIPPED: ("pf-muted", "↷"),
 }
-_LEVEL_COLOUR = {
-    ReportEntry.Level.ERROR: "#ba2121",
-    ReportEntry.Level.WARNING: "#b26a00",
-    ReportEntry.Level.INFO: "#666666",
+
+
+# The run list's words for a status (the whole status is on the run's page).
+_SHORT_STATUS = {
+    SyncRun.Status.FINISHED_WITH_ERRORS: "with errors",
+    SyncRun.Status.SKIPPED: "skipped",
 }
+
+
+class PfsyncMedia:
+    """pfsync's admin stylesheet, on every pfsync admin page."""
+
+    css = {"all": ("pfsync_app/admin.css",)}
 
 
 class ReadOnlyAdminMixin:
@@ -57,92 +94,304 @@ class ReadOnlyAdminMixin:
         return False
 
 
-def entries_url(run_id: int, level: str | None = None) -> str:
-    """The report entry list of one run, optionally of one level only."""
-    query = {"run": run_id}
+def entries_url(run_id: int, level: str | None = None, **lookups: Any) -> str:
+    """The report entry list of one run: one level, or one cause (``lookups``), or all."""
+    query: dict[str, Any] = {"run": run_id}
     if level:
         query["level__exact"] = level
+    for key, value in lookups.items():
+        query[key] = ",".join(value) if isinstance(value, list | tuple) else value
     return reverse("admin:pfsync_app_reportentry_changelist") + "?" + urlencode(query)
 
 
-def _level_badge(level: str) -> str:
+def run_url(run: SyncRun) -> str:
+    """A run's page in the admin."""
+    return reverse("admin:pfsync_app_syncrun_change", args=[run.pk])
+
+
+def status_badge(run: SyncRun) -> SafeString:
+    """The run's status with its colour and sign."""
+    css, icon = _STATUS_LOOK.get(run.status, ("", ""))
     return format_html(
-        '<strong style="color:{}">{}</strong>', _LEVEL_COLOUR.get(level, "inherit"), level
+        '<span class="pf-status {}">{} {}</span>', css, icon, run.get_status_display()
+    )
+
+
+def level_badge(level: str) -> SafeString:
+    """An entry's level, in its colour."""
+    return format_html('<strong class="pf-level pf-level-{}">{}</strong>', level, level)
+
+
+def cause_links(summary: FailureSummary, run_id: int) -> SafeString:
+    """The failures by cause, each cause linked to its entries (the overview and run page)."""
+    groups = []
+    for group in summary.groups:
+        causes = format_html_join(
+            ", ",
+            '<a href="{}">{} {}</a>',
+            (
+                (
+                    entries_url(
+                        run_id,
+                        ReportEntry.Level.ERROR,
+                        action__in=group.actions,
+                        cause=cause_value(cause.reason, cause.http_status),
+                    ),
+                    cause.count,
+                    cause.label,
+                )
+                for cause in group.causes
+            ),
+        )
+        examples = format_html_join(
+            "",
+            "<li>{}</li>",
+            (
+                (f"{cause.label}: {example_text(entry)}",)
+                for cause in group.causes
+                for entry in cause.examples
+            ),
+        )
+        groups.append(
+            format_html(
+                '<li><strong>{}</strong>: {}<ul class="pf-examples">{}</ul></li>',
+                counted(group.count, group.kind),
+                causes,
+                examples,
+            )
+        )
+    if summary.unrecorded:
+        groups.append(
+            format_html(
+                "<li>{} more errors were counted but not recorded (PF_REPORT_MAX_ENTRIES)</li>",
+                summary.unrecorded,
+            )
+        )
+    return format_html(
+        '<ul class="pf-failures">{}</ul>', format_html_join("", "{}", ((g,) for g in groups))
     )
 
 
 # ---------------------------------------------------------------------------
-# Runs and report entries
+# What an entry is about, linked
 # ---------------------------------------------------------------------------
 
 
-class ReportEntryInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = ReportEntry
-    fk_name = "run"
-    fields = ("level_badge", "action", "pf_id", "object_type", "object_id", "message", "created")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = False
-    verbose_name_plural = "report entries (errors first)"
+def _user_change_url(agent_id: int) -> str | None:
+    """The host's own admin page of a user, when its user model is pfsync's agent table."""
+    user_model = get_user_model()
+    if user_model._meta.db_table != Agent._meta.db_table:
+        return None
+    opts = user_model._meta
+    try:
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[agent_id])
+    except NoReverseMatch:
+        return None
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ReportEntry]:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(level_rank=LEVEL_RANK)
-            .order_by("level_rank", "id")
+
+def subject_links(entries: Iterable[ReportEntry]) -> dict[int, SafeString]:
+    """What each entry is about, linked to its property or user (a few queries for them all)."""
+    entries = list(entries)
+    image_ids = {e.object_id for e in entries if e.object_type == "image" and e.object_id}
+    image_properties = dict(
+        PropertyImage.objects.filter(pk__in=image_ids).values_list("pk", "property_id")
+    )
+    unlinked = {
+        e.pf_id
+        for e in entries
+        if e.pf_id
+        and not e.object_id
+        and e.action.split(".", 1)[0] in ("image", "listing", "property")
+    }
+    properties_by_pf_id = dict(
+        Property.objects.filter(pf_id__in=unlinked).values_list("pf_id", "pk")
+    )
+    links = {}
+    for entry in entries:
+        property_id = None
+        text = entry.pf_id or ""
+        if entry.object_type == "property" and entry.object_id:
+            property_id = entry.object_id
+        elif entry.object_type == "image" and entry.object_id:
+            property_id = image_properties.get(entry.object_id)
+            text = (
+                f"{entry.pf_id} (image {entry.object_id})"
+                if entry.pf_id
+                else f"image {entry.object_id}"
+            )
+        elif entry.object_type == "user" and entry.object_id:
+            url = _user_change_url(entry.object_id)
+            label = f"user {entry.pf_id or entry.object_id}"
+            links[entry.pk] = (
+                format_html('<a href="{}">{}</a>', url, label) if url else format_html("{}", label)
+            )
+            continue
+        elif entry.pf_id in properties_by_pf_id:
+            property_id = properties_by_pf_id[entry.pf_id]
+        if property_id:
+            url = reverse("admin:pfsync_app_property_change", args=[property_id])
+            links[entry.pk] = format_html(
+                '<a href="{}">{}</a>', url, text or f"property {property_id}"
+            )
+        else:
+            links[entry.pk] = format_html("{}", text)
+    return links
+
+
+# ---------------------------------------------------------------------------
+# The overview
+# ---------------------------------------------------------------------------
+
+
+@admin.register(Overview)
+class OverviewAdmin(admin.ModelAdmin):
+    """How last night went and what waits for a person, on one page."""
+
+    Media = PfsyncMedia
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("pfsync_app.view_syncrun") or super().has_view_permission(
+            request, obj
         )
 
-    @admin.display(description="level")
-    def level_badge(self, entry: ReportEntry) -> str:
-        return _level_badge(entry.level)
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
-    @admin.display(description="at")
-    def created(self, entry: ReportEntry) -> str:
-        return local_datetime_text(entry.created_at)
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.model._meta
+        return [
+            path(
+                "",
+                self.admin_site.admin_view(self.overview_view),
+                name=f"{opts.app_label}_{opts.model_name}_changelist",
+            )
+        ]
+
+    def overview_view(self, request: HttpRequest) -> HttpResponse:
+        """The overview page."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        data = overview()
+        last = data.last_sync
+        counters = []
+        if last is not None:
+            counters = [(label, getattr(last, key)) for key, label in COUNTER_LABELS]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Property Finder sync",
+            "subtitle": "How last night went",
+            "opts": self.model._meta,
+            "app_label": self.model._meta.app_label,
+            "data": data,
+            "last": last,
+            "last_status": status_badge(last) if last else "",
+            "last_started": local_datetime_text(last.started_at) if last else "",
+            "last_duration": format_duration(last.duration) if last else "",
+            "last_url": run_url(last) if last else "",
+            "last_entries_url": entries_url(last.pk) if last else "",
+            "counters": counters,
+            "failures": (
+                cause_links(data.last_sync_failures, last.pk)
+                if last is not None and data.last_sync_failures
+                else ""
+            ),
+            "chart": runs_chart(data.days, run_url),
+            "check_started": local_datetime_text(data.last_check.run.started_at)
+            if data.last_check
+            else "",
+            "check_url": entries_url(data.last_check.run.pk, ReportEntry.Level.ERROR)
+            if data.last_check
+            else "",
+            "oldest_pending": local_datetime_text(data.oldest_pending),
+            "events_url": reverse("admin:pfsync_app_webhookevent_changelist"),
+            "runs_url": reverse("admin:pfsync_app_syncrun_changelist"),
+            "no_area_url": reverse("admin:pfsync_app_property_changelist")
+            + "?"
+            + urlencode({"area__isnull": "True"}),
+            "success_started": local_datetime_text(data.health.last_success.started_at)
+            if data.health and data.health.last_success
+            else "",
+            "success_age": format_age(data.health.success_age)
+            if data.health and data.health.last_success
+            else "",
+            "max_age": f"{float(pfsync_settings.PF_SYNC_MAX_AGE_HOURS):g}",
+            "unmapped_more": data.unmapped_total - len(data.unmapped),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/pfsync_app/overview.html", context)
+
+
+# ---------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------
+
+
+class CommandFilter(admin.SimpleListFilter):
+    """Runs of one command: pf_sync unless another is picked, or all of them."""
+
+    title = "command"
+    parameter_name = "command"
+    ALL = "all"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [*SyncRun.Command.choices, (self.ALL, "all commands")]
+
+    def value(self) -> str:
+        return super().value() or SyncRun.Command.SYNC
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value == self.ALL:
+            return queryset
+        return queryset.filter(command=value)
+
+    def choices(self, changelist: Any) -> Iterable[dict[str, Any]]:
+        # No "All" that drops the parameter: that would mean pf_sync again.
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == str(lookup),
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
 
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    Media = PfsyncMedia
+    change_form_template = "admin/pfsync_app/syncrun/change_form.html"
     list_display = (
         "started",
         "command",
-        "status_badge",
+        "status_short",
         "duration_text",
         "created",
         "updated",
-        "unpublished",
-        "images_downloaded_",
-        "images_deactivated_",
         "images_failed_",
-        "users_created_",
-        "users_updated_",
         "errors_",
     )
     list_display_links = ("started",)
-    list_filter = ("command", "status", "started_at")
+    list_filter = (CommandFilter, "status", "started_at")
     date_hierarchy = "started_at"
     search_fields = ("message",)
     ordering = ("-started_at", "-id")
     list_per_page = 50
-    inlines = (ReportEntryInline,)
     fieldsets = (
         (
             None,
             {
                 "fields": (
-                    "command",
-                    "status_badge",
-                    "started",
-                    "finished",
-                    "duration_text",
+                    ("command", "status_badge"),
+                    ("started", "finished", "duration_text"),
                     "message",
-                    "options",
-                    "pid",
-                    "hostname",
+                    "failures",
+                    "options_text",
                     "entries_by_level",
-                    "entries_dropped",
                 )
             },
         ),
@@ -156,14 +405,47 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
+        ("Process", {"fields": (("pid", "hostname"), "alerted", "entries_dropped")}),
     )
     readonly_fields = (
         "status_badge",
         "started",
         "finished",
         "duration_text",
+        "failures",
+        "options_text",
         "entries_by_level",
+        "alerted",
     )
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra = dict(extra_context or {})
+        if str(object_id).isdigit():
+            entries = list(run_entries(int(object_id))[:RUN_PAGE_ENTRIES])
+            links = subject_links(entries)
+            extra["entries"] = [
+                {
+                    "level": level_badge(entry.level),
+                    "action": entry.action,
+                    "cause": cause_label(entry.reason, entry.http_status) if entry.reason else "",
+                    "subject": links.get(entry.pk, ""),
+                    "message": entry.message,
+                    "url": entry.url,
+                    "at": local_datetime_text(entry.created_at)[11:],
+                }
+                for entry in entries
+            ]
+            total = ReportEntry.objects.filter(run_id=int(object_id)).count()
+            extra["entries_total"] = total
+            extra["entries_more"] = max(0, total - len(entries))
+            extra["entries_all_url"] = entries_url(int(object_id))
+        return super().change_view(request, object_id, form_url, extra)
 
     @admin.display(description="started", ordering="started_at")
     def started(self, run: SyncRun) -> str:
@@ -175,18 +457,45 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, run: SyncRun) -> str:
-        colour, icon = _STATUS_LOOK.get(run.status, ("inherit", ""))
+        return status_badge(run)
+
+    @admin.display(description="status", ordering="status")
+    def status_short(self, run: SyncRun) -> str:
+        # A short word, with the whole status and the run's message on hover: the list keeps
+        # to the columns that fit a laptop screen.
+        css, icon = _STATUS_LOOK.get(run.status, ("", ""))
         return format_html(
-            '<span style="color:{}; white-space:nowrap">{} {}</span>',
-            colour,
-            icon,
+            '<span class="pf-status {}" title="{}: {}">{} {}</span>',
+            css,
             run.get_status_display(),
+            run.message,
+            icon,
+            _SHORT_STATUS.get(run.status, run.status),
         )
 
     @admin.display(description="duration")
     def duration_text(self, run: SyncRun) -> str:
         text = format_duration(run.duration)
         return f"{text} so far" if run.status == SyncRun.Status.RUNNING else text
+
+    @admin.display(description="what failed")
+    def failures(self, run: SyncRun) -> str:
+        summary = summarize_failures(run)
+        return cause_links(summary, run.pk) if summary else "nothing"
+
+    @admin.display(description="options")
+    def options_text(self, run: SyncRun) -> str:
+        items = options_items(run.options)
+        if not items:
+            return "—"
+        return format_html(
+            '<span class="pf-options">{}</span>',
+            format_html_join("", '<span><span class="pf-key">{}:</span> {}</span>', items),
+        )
+
+    @admin.display(description="alert e-mail")
+    def alerted(self, run: SyncRun) -> str:
+        return local_datetime_text(run.alerted_at) or "none"
 
     @admin.display(description="entries")
     def entries_by_level(self, run: SyncRun) -> str:
@@ -214,83 +523,73 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def updated(self, run: SyncRun) -> int:
         return run.properties_updated
 
-    @admin.display(description="unpublished", ordering="properties_unpublished")
-    def unpublished(self, run: SyncRun) -> int:
-        return run.properties_unpublished
-
-    @admin.display(description="images downloaded", ordering="images_downloaded")
-    def images_downloaded_(self, run: SyncRun) -> int:
-        return run.images_downloaded
-
-    @admin.display(description="deactivated", ordering="images_deactivated")
-    def images_deactivated_(self, run: SyncRun) -> int:
-        return run.images_deactivated
-
-    @admin.display(description="failed", ordering="images_failed")
+    @admin.display(description="images failed", ordering="images_failed")
     def images_failed_(self, run: SyncRun) -> int:
         return run.images_failed
-
-    @admin.display(description="users created", ordering="users_created")
-    def users_created_(self, run: SyncRun) -> int:
-        return run.users_created
-
-    @admin.display(description="users updated", ordering="users_updated")
-    def users_updated_(self, run: SyncRun) -> int:
-        return run.users_updated
 
     @admin.display(description="errors", ordering="errors")
     def errors_(self, run: SyncRun) -> str:
         if run.errors:
-            return format_html('<strong style="color:#ba2121">{}</strong>', run.errors)
+            return format_html('<strong class="pf-bad">{}</strong>', run.errors)
         return "0"
 
 
-class RunListFilter(admin.SimpleListFilter):
-    """Entries of one run: the latest runs are offered, any run id is accepted."""
+# ---------------------------------------------------------------------------
+# Report entries
+# ---------------------------------------------------------------------------
 
-    title = "run"
-    parameter_name = "run"
-    recent = 20
+
+class CauseFilter(admin.SimpleListFilter):
+    """Entries of one cause ("HTTP 404"), among the causes of the entries in view."""
+
+    title = "cause"
+    parameter_name = "cause"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        runs = list(SyncRun.objects.order_by("-started_at", "-id")[: self.recent])
-        selected = self._run_id()
-        if selected is not None and all(run.pk != selected for run in runs):
-            runs.extend(SyncRun.objects.filter(pk=selected))
-        return [
-            (str(run.pk), f"#{run.pk} {run.command} {local_datetime_text(run.started_at)}")
-            for run in runs
-        ]
+        entries = ReportEntry.objects.exclude(reason="")
+        run_id = request.GET.get("run", "")
+        if run_id.isdigit():
+            entries = entries.filter(run_id=int(run_id))  # one run's causes: no table scan
+        pairs = entries.values_list("reason", "http_status").distinct().order_by()
+        return sorted(
+            (
+                (cause_value(reason, status), cause_label(reason, status))
+                for reason, status in pairs
+            ),
+            key=lambda item: item[1],
+        )
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        selected = self._run_id()
-        if self.value() is None:
-            return queryset
-        if selected is None:
-            return queryset.none()
-        return queryset.filter(run_id=selected)
-
-    def _run_id(self) -> int | None:
         value = self.value()
-        if value is None or not str(value).isdigit():
-            return None
-        return int(value)
+        if not value:
+            return queryset
+        reason, _, status = value.partition(":")
+        if status.isdigit():
+            return queryset.filter(reason=reason, http_status=int(status))
+        return queryset.filter(reason=reason, http_status__isnull=True)
+
+
+def cause_value(reason: str, http_status: int | None) -> str:
+    """A cause as CauseFilter's parameter: "http_status:404", "timeout:"."""
+    return f"{reason}:{http_status if http_status is not None else ''}"
+
+
+class EntryChangeList(ChangeList):
+    """The entry list, with what each entry on the page is about looked up in a few queries."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        links = subject_links(self.result_list)
+        for entry in self.result_list:
+            entry.pf_subject = links.get(entry.pk, "")
 
 
 @admin.register(ReportEntry)
 class ReportEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "run_link",
-        "level_badge",
-        "action",
-        "pf_id",
-        "object_type",
-        "object_id",
-        "message",
-        "created",
-    )
-    list_filter = ("level", RunListFilter, "action")
-    search_fields = ("pf_id", "message", "action")
+    Media = PfsyncMedia
+    list_display = ("run_link", "level_badge", "what", "subject", "message_")
+    list_filter = ("level", "action", CauseFilter)
+    search_fields = ("pf_id", "message", "action", "url")
     list_select_related = ("run",)
     list_per_page = 100
 
@@ -303,18 +602,59 @@ class ReportEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_ordering(self, request: HttpRequest) -> list[Any]:
         return ["level_rank", "-run_id", "id"]
 
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return EntryChangeList
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra = dict(extra_context or {})
+        run_id = request.GET.get("run", "")
+        run = SyncRun.objects.filter(pk=run_id).first() if run_id.isdigit() else None
+        if run is not None:
+            # The run page links here; the title says which run and links back.
+            extra["title"] = (
+                f"Report entries of run {run.pk}: {run.command}, "
+                f"{local_datetime_text(run.started_at)}"
+            )
+            extra["pf_run_url"] = run_url(run)
+        return super().changelist_view(request, extra)
+
     @admin.display(description="run", ordering="run_id")
     def run_link(self, entry: ReportEntry) -> str:
-        url = reverse("admin:pfsync_app_syncrun_change", args=[entry.run_id])
-        return format_html('<a href="{}">#{} {}</a>', url, entry.run_id, entry.run.command)
+        return format_html(
+            '<a href="{}" title="{} run {}, {}">#{}</a>',
+            run_url(entry.run),
+            entry.run.command,
+            entry.run_id,
+            local_datetime_text(entry.run.started_at),
+            entry.run_id,
+        )
 
     @admin.display(description="level", ordering="level_rank")
     def level_badge(self, entry: ReportEntry) -> str:
-        return _level_badge(entry.level)
+        return level_badge(entry.level)
 
-    @admin.display(description="at", ordering="created_at")
-    def created(self, entry: ReportEntry) -> str:
-        return local_datetime_text(entry.created_at)
+    @admin.display(description="action and cause", ordering="action")
+    def what(self, entry: ReportEntry) -> str:
+        if not entry.reason:
+            return entry.action
+        return format_html(
+            '{}<br><span class="pf-cause">{}</span>',
+            entry.action,
+            cause_label(entry.reason, entry.http_status),
+        )
+
+    @admin.display(description="about", ordering="pf_id")
+    def subject(self, entry: ReportEntry) -> str:
+        linked = getattr(entry, "pf_subject", None)
+        return linked if linked is not None else subject_links([entry]).get(entry.pk, "")
+
+    @admin.display(description="message")
+    def message_(self, entry: ReportEntry) -> str:
+        if entry.url and entry.url not in entry.message:
+            return format_html('{}<br><span class="pf-url">{}</span>', entry.message, entry.url)
+        return entry.message
 
 
 # ---------------------------------------------------------------------------

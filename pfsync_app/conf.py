@@ -19,6 +19,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 
 DEFAULT_TABLES = {
     "area": "areas_area",
@@ -27,7 +29,7 @@ DEFAULT_TABLES = {
     "image": "properties_propertyimage",
 }
 
-Kind = Literal["text", "url", "int", "float", "bool", "mapping"]
+Kind = Literal["text", "url", "int", "float", "bool", "mapping", "emails"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Setting:
             "bool": ("true or false", lambda v: isinstance(v, bool)),
             "url": (f"an http(s) URL with a host, such as {self.default}", _is_http_url),
             "mapping": ("a dict of table names", _is_mapping_of_text),
+            "emails": ("a list of e-mail addresses", _is_email_list),
             "text": ("text", lambda v: isinstance(v, str)),
         }
         expected, accepts = rules[self.kind]
@@ -98,6 +101,22 @@ def _is_http_url(value: Any) -> bool:
     except ValueError:  # e.g. an unclosed IPv6 bracket
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _is_email_list(value: Any) -> bool:
+    """Whether ``value`` is None (not set) or a list or tuple of e-mail addresses."""
+    if value is None:
+        return True
+    if not isinstance(value, list | tuple):
+        return False
+    try:
+        for address in value:
+            if not isinstance(address, str):
+                return False
+            validate_email(address)
+    except ValidationError:
+        return False
+    return True
 
 
 def _is_mapping_of_text(value: Any) -> bool:
@@ -239,6 +258,43 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "accept webhook events without a signature when no secret is set",
         kind="bool",
+    ),
+    Setting(
+        "PF_ALERT_EMAILS",
+        None,
+        "who is e-mailed after a nightly pf_sync that could not run, had errors or unpublished "
+        "anything: a list in `settings.py`, comma-separated in the environment. Not set: "
+        "Django's `ADMINS`; an empty list: no e-mail. Sent with Django's e-mail settings "
+        "(`EMAIL_HOST`, `DEFAULT_FROM_EMAIL`...)",
+        kind="emails",
+    ),
+    Setting(
+        "PF_ALERT_MIN_ERRORS",
+        1,
+        "errors a nightly pf_sync must reach before it is e-mailed about (0: every nightly run)",
+        kind="int",
+        minimum=0,
+    ),
+    Setting(
+        "PF_ADMIN_BASE_URL",
+        "",
+        "the Django admin's address as people open it, e.g. `https://www.example.com/admin/`; "
+        "alert e-mails link each run under it. Empty: the e-mail names the run instead",
+    ),
+    Setting(
+        "PF_SYNC_MAX_AGE_HOURS",
+        26.0,
+        "hours after the last successful nightly pf_sync before the health view and "
+        "`pf_report --check` say unhealthy",
+        kind="float",
+        minimum=1,
+    ),
+    Setting(
+        "PF_HEALTH_TOKEN",
+        "",
+        "token the health view requires (`Authorization: Bearer ...` or `?token=...`). Empty: "
+        "the health view is open",
+        secret=True,
     ),
     Setting(
         "PFSYNC_TABLES",

@@ -161,6 +161,8 @@ class SyncRun(models.Model):
     pid = models.IntegerField(null=True, blank=True)
     hostname = models.CharField(max_length=255, blank=True, default="")
     message = models.TextField(blank=True, default="")
+    # When the alert e-mail about this run was sent (or tried): one e-mail per run at most.
+    alerted_at = models.DateTimeField(null=True, blank=True)
 
     properties_created = models.IntegerField(default=0)
     properties_updated = models.IntegerField(default=0)
@@ -190,13 +192,22 @@ class SyncRun(models.Model):
         verbose_name = "run"
 
     def __str__(self) -> str:
-        return f"{self.command} #{self.pk} ({self.status})"
+        return f"{self.command} run {self.pk} ({self.get_status_display()})"
 
     @property
     def duration(self):
         """How long the run took (or has taken so far), as a timedelta."""
         end = self.finished_at or timezone.now()
         return end - self.started_at
+
+
+class Overview(SyncRun):
+    """The admin's overview page ("how did last night go"): a proxy, so it has no table."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "overview"
+        verbose_name_plural = "overview"
 
 
 class ReportEntry(models.Model):
@@ -215,11 +226,17 @@ class ReportEntry(models.Model):
     object_type = models.CharField(max_length=32, blank=True, default="")
     object_id = models.BigIntegerField(null=True, blank=True)
     message = models.TextField(blank=True, default="")
+    # Why it failed, for grouping: a reason code (``reports.causes``) and, for HTTP, the status.
+    reason = models.CharField(max_length=32, blank=True, default="")
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The URL that failed (an image's, without its query string), when there was one.
+    url = models.CharField(max_length=1024, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["level", "id"]
         verbose_name_plural = "report entries"
+        indexes = [models.Index(fields=["run", "level", "action"], name="pfsync_entry_run_level")]
 
     def __str__(self) -> str:
         return f"{self.level}: {self.action} {self.pf_id}".strip()

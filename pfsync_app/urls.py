@@ -7,4 +7,5 @@ from pfsync_app import views
 app_name = "pfsync"
 urlpatterns = [
     path("webhook/", views.webhook, name="webhook"),
+    path("health/", views.health, name="health"),
 ]

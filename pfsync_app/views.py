@@ -1,9 +1,14 @@
-"""The webhook endpoint: Property Finder POSTs signed events here (``pfsync:webhook``).
+"""pfsync's two endpoints: the webhook (``pfsync:webhook``) and the health check
+(``pfsync:health``).
 
-As django-anymail's webhook views do: the ``X-Signature`` HMAC is checked in
-constant time, a bad signature is a 403 and a body that is not an event a 400
-(never a 500), and a valid event is stored once per event id before the 2xx.
-It is processed after the answer has been sent (``jobs.webhooks``).
+Webhooks, as django-anymail's webhook views do: the ``X-Signature`` HMAC is
+checked in constant time, a bad signature is a 403 and a body that is not an
+event a 400 (never a 500), and a valid event is stored once per event id before
+the 2xx. It is processed after the answer has been sent (``jobs.webhooks``).
+
+Health, for uptime monitors: 200 while the nightly sync is healthy, 503 when it
+is not or cannot be told (``reports.health`` holds the rule), as JSON with no
+personal data and no secret; ``PF_HEALTH_TOKEN`` may guard it.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ from typing import Any
 from django.db import DatabaseError, DataError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils.crypto import constant_time_compare
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import InvalidEvent
 from pfsync_app.jobs.webhooks import process_received
 from pfsync_app.models import WebhookEvent
+from pfsync_app.reports.health import sync_health
 from pfsync_app.writers.events import store_event
 
 logger = logging.getLogger("pfsync.webhooks")
@@ -167,3 +174,47 @@ def webhook(request: HttpRequest) -> JsonResponse:
     if not created:
         return JsonResponse({"status": "duplicate", "event": event.event_id})
     return ProcessAfterResponse({"status": "accepted", "event": event.event_id}, event_pk=row.pk)
+
+
+# ---------------------------------------------------------------------------
+# Health
+# ---------------------------------------------------------------------------
+
+
+def health_token_problem(request: HttpRequest) -> str | None:
+    """Why the request may not see the health view, or None (no token set, or the right one)."""
+    token = pfsync_settings.PF_HEALTH_TOKEN
+    if not token:
+        return None
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        given = request.GET.get("token", "")
+    if not given:
+        return "a token is required: send 'Authorization: Bearer TOKEN' or ?token=TOKEN"
+    if not constant_time_compare(given.strip(), str(token)):
+        return "the token is not the one configured (PF_HEALTH_TOKEN)"
+    return None
+
+
+@never_cache
+@require_safe
+@transaction.non_atomic_requests
+def health(request: HttpRequest) -> JsonResponse:
+    """200 while the nightly sync is healthy, 503 when not or when the database cannot tell."""
+    problem = health_token_problem(request)
+    if problem:
+        response = JsonResponse({"error": problem}, status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="pfsync health"'
+        return response
+    try:
+        state = sync_health()
+    except DatabaseError:
+        logger.warning("the health view could not read pfsync's runs", exc_info=True)
+        return JsonResponse(
+            {
+                "healthy": False,
+                "reason": "the database cannot be reached, or pfsync's tables are missing",
+            },
+            status=503,
+        )
+    return JsonResponse(state.as_dict(), status=200 if state.healthy else 503)

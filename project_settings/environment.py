@@ -115,6 +115,7 @@ _FROM_TEXT: dict[str, Callable[[str], Any]] = {
     "int": _as_number(int),
     "float": _as_number(float),
     "bool": lambda text: text if (answer := _yes_or_no(text)) is None else answer,
+    "emails": lambda text: [part.strip() for part in text.split(",") if part.strip()],
 }
 
 

@@ -126,6 +126,21 @@ if MEDIA_STORAGE == "s3":
 # Django settings only; pfsync falls back to their defaults.
 globals().update({s.name: env.setting(s) for s in pfsync_conf.SETTINGS if s.env})
 
+# E-mail, for pfsync's alerts: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587
+# (django-environ's e-mail URLs). Unset: Django's defaults, SMTP on localhost port 25.
+if env.raw("EMAIL_URL"):
+    try:
+        globals().update(environ.Env.email_url_config(env.raw("EMAIL_URL")))
+    except Exception as exc:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "EMAIL_URL must be an e-mail URL like smtp+tls://user:password@smtp.example.com:587 "
+            f"({exc})."
+        ) from None
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # Logging: one line per event with the run id; LOG_FORMAT=json for JSON lines.
 LOG_FORMAT = env.choice("LOG_FORMAT", "text", ("text", "json"))
 LOG_LEVEL = env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

@@ -22,6 +22,7 @@ from pfsync_app.exceptions import UnknownProperty
 from pfsync_app.jobs.base import Job
 from pfsync_app.media.files import StoredFiles, read_back
 from pfsync_app.models import SyncRun
+from pfsync_app.reports.causes import Cause
 from pfsync_app.writers.images import image_rows, recorded_files, referenced_names
 from pfsync_app.writers.listings import property_exists
 
@@ -311,6 +312,7 @@ class CheckJob(Job):
                 pf_id=item.pf_id,
                 object_type="image",
                 object_id=item.image_id,
+                cause=Cause(item.reason),
             )
 
     def finish_message(self) -> str:

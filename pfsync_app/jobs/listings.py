@@ -24,7 +24,9 @@ from pfsync_app.jobs.pipeline import Progress
 from pfsync_app.mapping import PropertyValues, map_listing
 from pfsync_app.media.download import ImageDownloader, StoredImage
 from pfsync_app.media.files import discard, file_exists
+from pfsync_app.media.policy import safe_url
 from pfsync_app.models import Property
+from pfsync_app.reports.causes import Cause, cause_of
 from pfsync_app.reports.recorder import RunRecorder
 from pfsync_app.writers.images import ImagePlan, plan_images
 from pfsync_app.writers.listings import (
@@ -158,12 +160,13 @@ class ListingStage:
     def _save_one(self, item: _Planned) -> None:
         values = item.values
         try:
-            stored = self._collect_images(values.pf_id, item.existing, item.downloads)
+            stored, image_failures = self._collect_images(item.downloads)
         except BaseException:
             # Interrupted while waiting: no row will refer to the files already downloaded.
             self._abandon(item.downloads)
             raise
         failed = len(item.downloads) - len(stored)
+        existing_id = item.existing.pk if item.existing else None
         for warning in values.warnings:
             self.recorder.warning("listing.warning", warning, pf_id=values.pf_id)
         try:
@@ -180,14 +183,20 @@ class ListingStage:
         except (DatabaseError, ValueError, TypeError) as exc:
             # The transaction rolled back: no row refers to the files downloaded for it.
             discard(self.storage, [file.name for file in stored.values()])
+            self._record_image_failures(values.pf_id, image_failures, existing_id)
             if isinstance(exc, OperationalError | InterfaceError):
                 raise
-            self._fail(values.pf_id, first_line(exc))
+            self._fail(values.pf_id, first_line(exc), cause_of(exc))
             self.progress.advance("listings")
             return
         except BaseException:
             discard(self.storage, [file.name for file in stored.values()])
+            self._record_image_failures(values.pf_id, image_failures, existing_id)
             raise
+        # Recorded once the listing is saved, so a new listing's failures link its property.
+        self._record_image_failures(
+            values.pf_id, image_failures, outcome.property_id or existing_id
+        )
         if self.dry_run:
             self._record_planned(values.pf_id, outcome)
         else:
@@ -195,28 +204,40 @@ class ListingStage:
         self.progress.advance("listings")
 
     def _collect_images(
-        self, pf_id: str, prop: Property | None, downloads: dict[int, Future]
-    ) -> dict[int, StoredImage]:
-        """The listing's downloaded files by position; each failed download is recorded."""
+        self, downloads: dict[int, Future]
+    ) -> tuple[dict[int, StoredImage], list[tuple[int, Exception]]]:
+        """The listing's downloaded files by position, and the failed downloads."""
         stored: dict[int, StoredImage] = {}
+        failures: list[tuple[int, Exception]] = []
         for position, future in downloads.items():
             try:
                 stored[position] = future.result()
             except Exception as exc:  # an unexpected bug in one download must not stop the run
-                if isinstance(exc, ImageDownloadError):
-                    message = f"image {position}: {exc} ({exc.reason})"
-                else:
-                    message = f"image {position}: {type(exc).__name__}: {exc}"
-                self.recorder.count("images_failed")
-                self.recorder.error(
-                    "image.failed",
-                    message,
-                    pf_id=pf_id,
-                    object_type="property",
-                    object_id=prop.pk if prop else None,
-                )
+                failures.append((position, exc))
             self.progress.advance("images")
-        return stored
+        return stored, failures
+
+    def _record_image_failures(
+        self, pf_id: str, failures: list[tuple[int, Exception]], property_id: int | None
+    ) -> None:
+        """One error entry per failed download, with its cause and URL."""
+        for position, exc in failures:
+            if isinstance(exc, ImageDownloadError):
+                message = f"image {position}: {exc} ({exc.reason})"
+                url = safe_url(exc.url)
+            else:
+                message = f"image {position}: {type(exc).__name__}: {exc}"
+                url = ""
+            self.recorder.count("images_failed")
+            self.recorder.error(
+                "image.failed",
+                message,
+                pf_id=pf_id,
+                object_type="property",
+                object_id=property_id,
+                cause=cause_of(exc),
+                url=url,
+            )
 
     def _abandon(self, downloads: dict[int, Future]) -> None:
         """Cancel a listing's downloads, removing the files of those already finished."""
@@ -274,8 +295,8 @@ class ListingStage:
             self.recorder.count("properties_updated")
             self.changes.append(f"listing {pf_id}: " + "; ".join(details))
 
-    def _fail(self, pf_id: str, message: str) -> None:
-        self.recorder.error("listing.failed", message, pf_id=pf_id)
+    def _fail(self, pf_id: str, message: str, cause: Cause | None = None) -> None:
+        self.recorder.error("listing.failed", message, pf_id=pf_id, cause=cause)
         self.failures.append(f"listing {pf_id}: {message}")
 
     def report_unmapped(self) -> None:

@@ -31,7 +31,9 @@ from pfsync_app.jobs.check import (
     require_property,
 )
 from pfsync_app.media.download import StoredImage
+from pfsync_app.media.policy import safe_url
 from pfsync_app.models import SyncRun
+from pfsync_app.reports.causes import Cause
 from pfsync_app.writers.images import MAX_SOURCE_URL, repoint_image
 
 # Listings fetched again in one go once this many properties have dead image URLs.
@@ -161,6 +163,7 @@ class _Job:
     url: str
     current: records.ListingImage | None = None
     first_error: str = ""
+    first_status: int | None = None
 
 
 class RepairJob(Job):
@@ -274,10 +277,10 @@ class RepairJob(Job):
                     stored = future.result()
                 except ImageDownloadError as exc:
                     if job.current is None and exc.permanent and exc.status in PERMANENT_STATUSES:
-                        job.first_error = exc.message
+                        job.first_error, job.first_status = exc.message, exc.status
                         moved.append(job)
                     else:
-                        self._fail(job, _with_first(job, exc.message), exc.reason)
+                        self._fail(job, _with_first(job, exc.message), exc.reason, exc.status)
                 except Exception as exc:  # a bug in one download must not stop the run
                     self._fail(job, f"{type(exc).__name__}: {first_line(exc)}", "unexpected")
                 else:
@@ -317,7 +320,9 @@ class RepairJob(Job):
                 elif len(current.url) > MAX_SOURCE_URL:
                     why = f"the listing's current URL is longer than {MAX_SOURCE_URL} characters"
                 else:
-                    retries.append(_Job(item, current.url, current, job.first_error))
+                    retries.append(
+                        _Job(item, current.url, current, job.first_error, job.first_status)
+                    )
                     continue
             self._fail(job, f"{job.first_error}; {why}", "listing")
         return retries
@@ -358,7 +363,7 @@ class RepairJob(Job):
         self.events.repaired(repaired)
         self._outcome()
 
-    def _fail(self, job: _Job, cause: str, reason: str) -> None:
+    def _fail(self, job: _Job, cause: str, reason: str, status: int | None = None) -> None:
         item = job.image
         failure = RepairFailure(item, cause, reason)
         self.repair_result.failed.append(failure)
@@ -369,6 +374,9 @@ class RepairJob(Job):
             pf_id=item.pf_id,
             object_type="image",
             object_id=item.image_id,
+            # A dead URL the listing could not replace: the first answer is the cause.
+            cause=Cause(reason, status if status is not None else job.first_status),
+            url=safe_url(job.url) if job.url else "",
         )
         self.events.failed(failure)
         self._outcome()

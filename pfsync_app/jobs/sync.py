@@ -29,6 +29,8 @@ from pfsync_app.jobs.pipeline import Prefetcher, Progress, prefetch
 from pfsync_app.jobs.users import UserStage
 from pfsync_app.media.files import storage_write_problem, sweep_stale_downloads
 from pfsync_app.models import SyncRun
+from pfsync_app.reports.alerts import send_run_alert, send_stopped_run_alert
+from pfsync_app.reports.causes import Cause, cause_of
 from pfsync_app.writers.listings import published_pf_ids, unpublish
 
 logger = logging.getLogger("pfsync.sync")
@@ -225,7 +227,10 @@ class SyncJob(Job):
             except AtlasError as exc:
                 self.fetch_complete = False
                 self._fail(
-                    f"{what} fetch", f"{what}.fetch_failed", f"{exc}; the rest was not fetched"
+                    f"{what} fetch",
+                    f"{what}.fetch_failed",
+                    f"{exc}; the rest was not fetched",
+                    cause=cause_of(exc),
                 )
                 return
             yield page
@@ -243,6 +248,7 @@ class SyncJob(Job):
                 f"{kind}.invalid",
                 f"{error.message}{field_text}",
                 str(error.record_id or ""),
+                cause=Cause("invalid_record"),
             )
 
     def _sync_page(self, page: records.Page) -> bool:
@@ -271,8 +277,10 @@ class SyncJob(Job):
         self.listings.save(listings)
         return not reached
 
-    def _fail(self, what: str, action: str, message: str, pf_id: str = "") -> None:
-        self.recorder.error(action, message, pf_id=pf_id)
+    def _fail(
+        self, what: str, action: str, message: str, pf_id: str = "", cause: Cause | None = None
+    ) -> None:
+        self.recorder.error(action, message, pf_id=pf_id, cause=cause)
         self.sync_result.failures.append(f"{what}: {message}")
 
     # -- unpublishing ----------------------------------------------------------
@@ -393,19 +401,26 @@ class NightlyResult:
 
 
 def run_nightly(options: SyncOptions, progress: Progress | None = None) -> NightlyResult:
-    """pf_sync as the command runs it: the sync, then the webhook events still pending.
+    """pf_sync as the command runs it: the sync, the webhook events still pending, the alert.
 
     Events that failed earlier, or waited for this run's lock, are retried once
     the sync has released the lock; not after a dry run or a --listing run.
-    A failure there never hides the sync's own outcome.
+    A failure there never hides the sync's own outcome. Last, a nightly run that
+    needs a person is e-mailed about (``reports.alerts``), also when it could
+    not run; the e-mail never changes the run's status or exit code.
     """
     from pfsync_app.jobs.webhooks import process_pending
 
-    result = NightlyResult(run_sync(options, progress=progress))
-    if options.dry_run or options.listing_ids:
-        return result
+    started = timezone.now()
     try:
-        result.webhooks = process_pending()
-    except Exception as exc:  # the sync itself is done and recorded; say what failed
-        result.webhooks_problem = f"pending webhook events were not processed: {exc}"
+        result = NightlyResult(run_sync(options, progress=progress))
+    except SyncAborted:
+        send_stopped_run_alert(SyncRun.Command.SYNC, started)
+        raise
+    if not (options.dry_run or options.listing_ids):
+        try:
+            result.webhooks = process_pending()
+        except Exception as exc:  # the sync itself is done and recorded; say what failed
+            result.webhooks_problem = f"pending webhook events were not processed: {exc}"
+    send_run_alert(result.sync.run_id)
     return result

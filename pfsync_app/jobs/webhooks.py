@@ -48,6 +48,7 @@ from pfsync_app.mapping import map_user
 from pfsync_app.media.download import ImageDownloader
 from pfsync_app.media.files import storage_write_problem, sweep_stale_downloads
 from pfsync_app.models import SyncRun, WebhookEvent
+from pfsync_app.reports.causes import cause_of
 from pfsync_app.reports.logs import one_line, redact
 from pfsync_app.reports.recorder import writing_run_in_progress
 from pfsync_app.writers.events import claim_event, pending_event, pending_events, settle_event
@@ -234,7 +235,10 @@ class WebhookBatch(Job):
                 outcome = f"attempt {event.attempts} of {MAX_ATTEMPTS}; it will be retried"
             summary.problems.append(f"{where}: {redact(message)}")
             recorder.error(
-                "webhook.failed", f"{where}: {message} ({outcome})", pf_id=event.entity_id
+                "webhook.failed",
+                f"{where}: {message} ({outcome})",
+                pf_id=event.entity_id,
+                cause=cause_of(exc),
             )
         else:
             settle_event(event, WebhookEvent.Status.PROCESSED, redact(note))

@@ -58,7 +58,7 @@ def redact_text(text: str, secrets: list[str] | tuple[str, ...] = (), *, mask: s
 
 
 def configured_secrets() -> list[str]:
-    """The running configuration's secrets: API, webhook, Django and S3 keys, DB passwords."""
+    """The configuration's secrets: API, webhook, health, Django, S3 and mail keys, DB passwords."""
     from django.conf import settings
 
     from pfsync_app.conf import pfsync_settings
@@ -66,8 +66,11 @@ def configured_secrets() -> list[str]:
     values = [
         pfsync_settings.PF_API_SECRET,
         pfsync_settings.PF_WEBHOOK_SECRET,
+        pfsync_settings.PF_HEALTH_TOKEN,
         getattr(settings, "SECRET_KEY", ""),
         getattr(settings, "AWS_SECRET_ACCESS_KEY", ""),
+        # Only when set: Django 6.1 deprecates the setting and warns whenever it is read.
+        settings.EMAIL_HOST_PASSWORD if settings.is_overridden("EMAIL_HOST_PASSWORD") else "",
     ]
     for database in getattr(settings, "DATABASES", {}).values():
         values.append(database.get("PASSWORD") or "")

@@ -21,12 +21,14 @@ from django.utils import timezone
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import SyncAborted, first_line
 from pfsync_app.models import ReportEntry, SyncRun
+from pfsync_app.reports.causes import Cause
+from pfsync_app.reports.failures import run_message
 from pfsync_app.reports.logs import (
     one_line,
     redact,
     set_current_run,
 )
-from pfsync_app.reports.report_file import write_report_line
+from pfsync_app.reports.report_file import report_file_failure
 from pfsync_app.writers.lock import process_is_alive
 
 logger = logging.getLogger(__name__)
@@ -38,9 +40,8 @@ LOCKED_COMMANDS = (SyncRun.Command.SYNC, SyncRun.Command.REPAIR, SyncRun.Command
 
 # Longest stored texts; longer ones are cut rather than failing a whole bulk insert.
 _FIELD_LIMITS = {
-    "action": ReportEntry._meta.get_field("action").max_length,
-    "pf_id": ReportEntry._meta.get_field("pf_id").max_length,
-    "object_type": ReportEntry._meta.get_field("object_type").max_length,
+    name: ReportEntry._meta.get_field(name).max_length
+    for name in ("action", "pf_id", "object_type", "reason", "url")
 }
 
 
@@ -190,8 +191,14 @@ class RunRecorder:
         pf_id: str = "",
         object_type: str = "",
         object_id: int | None = None,
+        cause: Cause | None = None,
+        url: str = "",
     ) -> None:
-        """Record one report entry (kept up to PF_REPORT_MAX_ENTRIES, then only counted)."""
+        """Record one report entry (kept up to PF_REPORT_MAX_ENTRIES, then only counted).
+
+        ``cause`` says why something failed (grouped by ``reports.failures``);
+        ``url`` is the address that failed, without its query string.
+        """
         if level not in ReportEntry.Level.values:
             raise ValueError(
                 f"Unknown report entry level {level!r}; expected one of "
@@ -203,7 +210,7 @@ class RunRecorder:
                 return
             self._recorded += 1
             self._buffer.append(
-                self._make_entry(level, action, message, pf_id, object_type, object_id)
+                self._make_entry(level, action, message, pf_id, object_type, object_id, cause, url)
             )
 
     def info(self, action: str, message: str, **kwargs: Any) -> None:
@@ -253,11 +260,13 @@ class RunRecorder:
             setattr(run, name, value)
         run.status = status or _status_for(run.errors)
         if self.report_file:
-            problem = write_report_line(run, None)
+            problem = report_file_failure(run, None)
             if problem:
                 # About the run itself, like the drop note: kept even past the bound.
                 self.count("errors")
-                self._append_unbounded(ReportEntry.Level.ERROR, "report_file", problem)
+                self._append_unbounded(
+                    ReportEntry.Level.ERROR, "report_file", problem.message, problem.cause
+                )
                 run.errors = self.counters["errors"]
                 if status is None:
                     run.status = _status_for(run.errors)
@@ -269,6 +278,9 @@ class RunRecorder:
                 f"(PF_REPORT_MAX_ENTRIES is {self.max_entries}).",
             )
         self.checkpoint()
+        if not run.message:
+            # The job said nothing itself: what it did and what failed, in one line.
+            run.message = redact(run_message(run))
         run.save(update_fields=["status", "finished_at", "message"])
         set_current_run(None)
         return run
@@ -341,6 +353,8 @@ class RunRecorder:
         pf_id: str,
         object_type: str,
         object_id: int | None,
+        cause: Cause | None = None,
+        url: str = "",
     ) -> ReportEntry:
         return ReportEntry(
             run_id=self.run.pk,
@@ -350,12 +364,17 @@ class RunRecorder:
             object_type=_text(object_type)[: _FIELD_LIMITS["object_type"]],
             object_id=object_id,
             message=_text(redact(message))[:MAX_MESSAGE_CHARS],
+            reason=_text(cause.reason if cause else "")[: _FIELD_LIMITS["reason"]],
+            http_status=cause.http_status if cause else None,
+            url=_text(redact(url))[: _FIELD_LIMITS["url"]],
             created_at=timezone.now(),
         )
 
-    def _append_unbounded(self, level: str, action: str, message: str) -> None:
+    def _append_unbounded(
+        self, level: str, action: str, message: str, cause: Cause | None = None
+    ) -> None:
         with self._lock:
-            self._buffer.append(self._make_entry(level, action, message, "", "", None))
+            self._buffer.append(self._make_entry(level, action, message, "", "", None, cause))
 
     def _check_owner(self, what: str) -> None:
         if threading.get_ident() != self._owner:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.models import SyncRun
+from pfsync_app.reports.causes import Cause, os_error_cause
 from pfsync_app.reports.logs import redact
 from pfsync_app.reports.summary import local_datetime_text
 
@@ -57,8 +59,24 @@ def _report_widths() -> list[int]:
     ]
 
 
+@dataclass(frozen=True)
+class ReportFileFailure:
+    """Why the run's line could not be written: one sentence, and its cause."""
+
+    message: str
+    cause: Cause
+
+
 def write_report_line(run: SyncRun, path: str | os.PathLike[str] | None) -> str | None:
     """Append the run's line (and the header on a new file); return the problem, if any."""
+    failure = report_file_failure(run, path)
+    return failure.message if failure else None
+
+
+def report_file_failure(
+    run: SyncRun, path: str | os.PathLike[str] | None
+) -> ReportFileFailure | None:
+    """Append the run's line (and the header on a new file); None, or why it failed."""
     target = path if path is not None else pfsync_settings.REPORT_FILE
     if not target:
         return None
@@ -76,5 +94,7 @@ def write_report_line(run: SyncRun, path: str | os.PathLike[str] | None) -> str 
         finally:
             os.close(fd)  # closing releases the flock
     except OSError as exc:
-        return redact(f"report file {target}: {exc.strerror or exc}")
+        return ReportFileFailure(
+            redact(f"report file {target}: {exc.strerror or exc}"), os_error_cause(exc)
+        )
     return None

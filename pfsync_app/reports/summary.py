@@ -37,7 +37,61 @@ def format_duration(value: dt.timedelta | None) -> str:
     return f"{seconds} s"
 
 
+def format_age(value: dt.timedelta | None) -> str:
+    """How long ago, roughly, for people: "40 min", "5.2 h", "3 days"."""
+    if value is None:
+        return ""
+    hours = value.total_seconds() / 3600
+    if hours < 1:
+        return f"{max(0, round(hours * 60))} min"
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.0f} days"
+
+
+def options_items(options: Any) -> list[tuple[str, str]]:
+    """A run's options as (name, value) text, by name: ``("dry run", "no")``, ``("limit", "—")``.
+
+    By name, since PostgreSQL's JSON keeps no order of its own.
+    """
+    if not isinstance(options, dict):
+        return []
+    return [
+        (str(key).replace("_", " "), _option_value(value)) for key, value in sorted(options.items())
+    ]
+
+
+def options_text(options: Any) -> str:
+    """A run's options on one line: "dry run: no, only: —, listing ids: none, ..."."""
+    return ", ".join(f"{name}: {value}" for name, value in options_items(options))
+
+
+def _option_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "—"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(item) for item in value) if value else "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) if value else "none"
+    return str(value)
+
+
 SUMMARY_COUNTERS = SyncRun.COUNTERS
+
+# The old service's counters as its summary named them, in its order.
+COUNTER_LABELS: tuple[tuple[str, str], ...] = (
+    ("properties_created", "Properties created"),
+    ("properties_updated", "Properties updated"),
+    ("properties_unpublished", "Properties unpublished"),
+    ("images_downloaded", "Images downloaded"),
+    ("images_deactivated", "Images deactivated"),
+    ("images_failed", "Images failed"),
+    ("users_created", "Users created"),
+    ("users_updated", "Users updated"),
+    ("errors", "Errors"),
+)
 
 
 def daily_summary(days: int = 7) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ BAD_TEXT = {
         ("http://[::1", "http://[::1"),
     ],
     "text": [],
+    "emails": [("ops@example.com, not an address", ["ops@example.com", "not an address"])],
 }
 # Python values a host's settings.py might hold that each kind refuses.
 WRONG_VALUES = {
@@ -45,6 +46,7 @@ WRONG_VALUES = {
     "url": [None, 5, "mailto:someone@example.com"],
     "text": [None, 5, b"bytes"],
     "mapping": [None, ["areas_area"], {"area": 1}],
+    "emails": ["ops@example.com", [5], ["not an address"]],
 }
 
 
@@ -70,6 +72,8 @@ def just_below(setting):
 
 
 def as_env_text(value):
+    if value is None:  # not set
+        return ""
     if isinstance(value, bool):
         return str(value).lower()
     return value if isinstance(value, str) else repr(value)
@@ -147,8 +151,12 @@ def test_every_setting_wrong_at_once_is_one_error_each(settings):
     assert all(s.name in m.hint for s, m in zip(SETTINGS, messages, strict=True))
 
 
-def test_the_secrets_are_the_api_and_webhook_secrets():
-    assert {s.name for s in SETTINGS if s.secret} == {"PF_API_SECRET", "PF_WEBHOOK_SECRET"}
+def test_the_secrets_are_the_api_and_webhook_secrets_and_the_health_token():
+    assert {s.name for s in SETTINGS if s.secret} == {
+        "PF_API_SECRET",
+        "PF_WEBHOOK_SECRET",
+        "PF_HEALTH_TOKEN",
+    }
 
 
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if s.secret], ids=name_of)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
@@ -19,6 +20,8 @@ from pfsync_app.models import (
     SyncRun,
     WebhookEvent,
 )
+from pfsync_app.reports.causes import Cause
+from pfsync_app.reports.recorder import RunRecorder
 
 pytestmark = pytest.mark.django_db
 
@@ -92,27 +95,58 @@ def listing(settings, tmp_path) -> Property:
     return prop
 
 
-def test_the_run_list_shows_tashkent_start_times_duration_and_counters(admin_client, run):
+def test_the_run_list_shows_tashkent_start_times_duration_and_the_counters_that_matter(
+    admin_client, run
+):
     response = admin_client.get(reverse("admin:pfsync_app_syncrun_changelist"))
 
     assert response.status_code == 200
     html = response.content.decode()
     assert "2026-01-19 00:00:05" in html
     assert "3 min 12 s" in html
+    for number in ("4321", "8765"):
+        assert number in html
+    assert "with errors" in html
+    assert 'title="finished with errors: sync finished"' in html  # the message, on hover
+    columns = [
+        "started",
+        "command",
+        "status_short",
+        "duration_text",
+        "created",
+        "updated",
+        "images_failed_",
+        "errors_",
+    ]
+    positions = [html.index(f"column-{column}") for column in columns]
+    assert positions == sorted(positions)
+
+
+def test_the_run_page_shows_every_counter(admin_client, run):
+    html = admin_client.get(
+        reverse("admin:pfsync_app_syncrun_change", args=[run.pk])
+    ).content.decode()
+
     for number in ("4321", "8765", "2468", "135"):
         assert number in html
-    assert "finished with errors" in html
 
 
-def test_the_run_list_filters_by_command_and_status(admin_client, run):
+def test_the_run_list_shows_pf_sync_runs_unless_another_command_is_picked(admin_client, run):
     SyncRun.objects.create(command="pf_check", status="succeeded", properties_created=97531)
     url = reverse("admin:pfsync_app_syncrun_changelist")
 
-    html = admin_client.get(url, {"command__exact": "pf_check"}).content.decode()
+    html = admin_client.get(url).content.decode()
+    assert "4321" in html and "97531" not in html
+    assert 'href="?command=pf_check"' in html
+
+    html = admin_client.get(url, {"command": "pf_check"}).content.decode()
     assert "97531" in html and "4321" not in html
 
-    html = admin_client.get(url, {"status__exact": "finished_with_errors"}).content.decode()
-    assert "4321" in html and "97531" not in html
+    html = admin_client.get(url, {"command": "all"}).content.decode()
+    assert "97531" in html and "4321" in html
+
+    html = admin_client.get(url, {"status__exact": "succeeded", "command": "all"}).content.decode()
+    assert "97531" in html and "4321" not in html
 
 
 def test_a_run_page_shows_its_entries_errors_first_then_warnings_then_info(admin_client, run):
@@ -219,3 +253,133 @@ def test_internal_tables_are_not_in_the_admin(admin_client):
     assert "Image files" not in html
     assert html.count(">Properties<") == 1
     assert "Areas" in html
+
+
+# ---------------------------------------------------------------------------
+# The overview, and runs and entries that say what failed
+# ---------------------------------------------------------------------------
+
+NIGHTLY = {"dry_run": False, "only": None, "listing_ids": [], "limit": None}
+
+
+@pytest.fixture
+def failed_night(listing) -> SyncRun:
+    """Last night's pf_sync: 3 images failed (2 HTTP 404, 1 HTTP 403), one user created."""
+    agent = Agent.objects.get(username="agent-7")
+    with RunRecorder.start("pf_sync", options=NIGHTLY) as recorder:
+        recorder.count("properties_created", 1)
+        recorder.info(
+            "user.created", "Ann Agent", pf_id="77", object_type="user", object_id=agent.pk
+        )
+        for n, status in enumerate((404, 404, 403)):
+            recorder.count("images_failed")
+            recorder.error(
+                "image.failed",
+                f"image {n}: image https://img.example/{n}.jpg: HTTP {status} after 1 attempt "
+                + "and a long explanation " * 20,
+                pf_id=listing.pf_id,
+                object_type="property",
+                object_id=listing.pk,
+                cause=Cause("http_status", status),
+                url=f"https://img.example/{n}.jpg",
+            )
+    return SyncRun.objects.get(pk=recorder.run.pk)
+
+
+def test_the_overview_is_the_first_thing_under_property_finder_sync(admin_client):
+    html = admin_client.get(reverse("admin:index")).content.decode()
+
+    section = html[html.index("app-pfsync_app") :]
+    names = [section.index(f"pfsync_app-{model}") for model in ("overview", "property", "syncrun")]
+    assert names == sorted(names)
+    assert reverse("admin:pfsync_app_overview_changelist") == "/admin/pfsync_app/overview/"
+
+
+def test_the_overview_shows_last_night_with_its_failures_by_cause_linked_to_the_entries(
+    admin_client, failed_night
+):
+    WebhookEvent.objects.create(event_id="e1", event_type="listing.published", status="pending")
+    with RunRecorder.start("pf_check", options={"property": None, "verify": False}) as check:
+        check.error("image.missing", "image 1 of property 2: 'a.jpg' file is missing")
+
+    html = admin_client.get(reverse("admin:pfsync_app_overview_changelist")).content.decode()
+
+    assert "Last night's sync" in html
+    assert "1 created; 3 images failed: 2 HTTP 404, 1 HTTP 403" in html
+    assert "<svg" in html and "pf-chart" in html
+    assert "1 image files missing or damaged</a>" in html
+    assert "1 pending" in html
+    link = html[html.index("pf-failures") :]
+    href = link[link.index('href="') + 6 : link.index('">2 HTTP 404')].replace("&amp;", "&")
+    listed = admin_client.get(href).content.decode()
+    assert listed.count("https://img.example/0.jpg") >= 1
+    assert "https://img.example/2.jpg" not in listed
+    assert f"Report entries of run {failed_night.pk}" in listed
+
+
+def test_the_overview_is_for_those_who_may_see_runs(client, django_user_model):
+    staff = django_user_model.objects.create_user("clerk", password="x", is_staff=True)
+    client.force_login(staff)
+    url = reverse("admin:pfsync_app_overview_changelist")
+
+    assert client.get(url).status_code == 403
+
+    staff.user_permissions.add(Permission.objects.get(codename="view_syncrun"))
+    assert client.get(url).status_code == 200
+
+
+def test_the_overview_before_any_run_says_so(admin_client):
+    html = admin_client.get(reverse("admin:pfsync_app_overview_changelist")).content.decode()
+
+    assert "No nightly pf_sync has run yet." in html
+    assert "no nightly pf_sync has succeeded yet" in html
+
+
+def test_a_run_page_shows_what_failed_its_options_and_entries_under_one_header(
+    admin_client, failed_night, listing
+):
+    html = admin_client.get(
+        reverse("admin:pfsync_app_syncrun_change", args=[failed_night.pk])
+    ).content.decode()
+
+    assert "3 images failed" in html
+    assert '<span class="pf-key">dry run:</span> no' in html
+    entries = html[html.index('id="entries-group"') :]
+    assert entries.count("<thead>") == 1
+    assert 'class="original"' not in html
+    assert "and a long explanation " * 20 in entries  # in full, not cut
+    property_link = reverse("admin:pfsync_app_property_change", args=[listing.pk])
+    assert entries.count(f'href="{property_link}"') == 3
+    user_link = reverse("admin:host_user_change", args=[listing.user_id])
+    assert f'href="{user_link}">user 77</a>' in entries
+
+
+def test_an_entry_of_a_listing_saved_after_it_failed_links_the_property_by_its_pf_id(
+    admin_client, listing
+):
+    with RunRecorder.start("pf_sync", options=NIGHTLY) as recorder:
+        recorder.error("listing.failed", "value too long", pf_id=listing.pf_id)
+
+    html = admin_client.get(
+        reverse("admin:pfsync_app_syncrun_change", args=[recorder.run.pk])
+    ).content.decode()
+
+    property_link = reverse("admin:pfsync_app_property_change", args=[listing.pk])
+    assert f'href="{property_link}">{listing.pf_id}</a>' in html
+
+
+def test_the_entry_list_has_no_run_filter_and_names_the_run_it_was_opened_for(
+    admin_client, failed_night
+):
+    url = reverse("admin:pfsync_app_reportentry_changelist")
+
+    unfiltered = admin_client.get(url).content.decode()
+    for_run = admin_client.get(url, {"run": failed_night.pk}).content.decode()
+    by_cause = admin_client.get(url, {"run": failed_night.pk, "cause": "http_status:403"})
+
+    assert "By run" not in unfiltered and "by run" not in unfiltered
+    assert f"Report entries of run {failed_night.pk}: pf_sync" in for_run
+    assert reverse("admin:pfsync_app_syncrun_change", args=[failed_night.pk]) in for_run
+    listed = by_cause.content.decode()
+    assert "https://img.example/2.jpg" in listed and "https://img.example/0.jpg" not in listed
+    assert ">HTTP 403<" in listed

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
@@ -13,47 +10,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from pfsync_app.models import Property, PropertyImage, ReportEntry, SyncRun
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-PASSWORD = "browser-test-password"
-
-
-@pytest.fixture
-def browser():
-    """Headless Chromium driven by Debian's chromedriver; fails when either is missing."""
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing:
-        pytest.fail(
-            f"{' and '.join(missing)} not found: install chromium and chromium-driver "
-            "(apt-get install -y chromium chromium-driver) to run the admin browser test."
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="pfsync-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+from tests.web.conftest import log_in
 
 
 def scroll_to(browser, element_id: str) -> None:
@@ -70,9 +27,7 @@ def test_an_admin_reads_runs_entries_and_property_images_in_a_browser(
 ):
     from selenium.webdriver.common.by import By
 
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = tmp_path / "media"
-    django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
     started = dt.datetime(2026, 1, 18, 19, 0, 5, tzinfo=dt.UTC)
     run = SyncRun.objects.create(
         command="pf_sync",
@@ -94,11 +49,7 @@ def test_an_admin_reads_runs_entries_and_property_images_in_a_browser(
     shots = tmp_path / "screenshots"
     shots.mkdir()
 
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/")
-    browser.find_element(By.NAME, "username").send_keys("boss")
-    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    assert "Site administration" in browser.page_source
+    log_in(browser, live_server, django_user_model)
 
     browser.get(f"{live_server.url}/admin/pfsync_app/syncrun/")
     body = browser.find_element(By.TAG_NAME, "body").text

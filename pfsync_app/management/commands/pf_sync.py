@@ -17,18 +17,16 @@ from pfsync_app.management.options import (
     positive_int,
 )
 from pfsync_app.management.progress import progress_for
+from pfsync_app.reports.failures import summarize_failures
+from pfsync_app.reports.summary import COUNTER_LABELS
 
-SUMMARY = (
-    ("properties_created", "Properties created"),
-    ("properties_updated", "Properties updated"),
-    ("properties_unpublished", "Properties unpublished"),
-    ("images_downloaded", "Images downloaded"),
-    ("images_deactivated", "Images deactivated"),
-    ("images_failed", "Images failed"),
-    ("users_created", "Users created"),
-    ("users_updated", "Users updated"),
-    ("errors", "Errors"),
-)
+# Unmapped locations listed after a run (-v 2: all of them).
+UNMAPPED_SHOWN = 20
+
+
+def examples_for(verbosity: int) -> int:
+    """Failures shown under each cause: a few, or more with -v 2 (pf_report --run has all)."""
+    return 20 if verbosity > 1 else 3
 
 
 class Command(PfsyncCommand):
@@ -101,6 +99,7 @@ class Command(PfsyncCommand):
     @staticmethod
     def as_json(result: SyncResult, options: SyncOptions) -> dict:
         """The machine-readable summary."""
+        by_cause = summarize_failures(result.run_id) if result.run_id is not None else None
         return {
             "run_id": result.run_id,
             "status": "finished_with_errors" if result.exit_code else "succeeded",
@@ -112,6 +111,7 @@ class Command(PfsyncCommand):
             "listings_found_again": result.listings_found_again,
             "listings_confirmed_gone": result.listings_confirmed_gone,
             "failures": result.failures,
+            "failures_by_cause": by_cause.as_dict() if by_cause is not None else None,
             "unmapped_locations": {str(k): v for k, v in result.unmapped_locations.items()},
             "unpublish_note": result.unpublish_note,
             "changes": result.changes,
@@ -127,7 +127,7 @@ class Command(PfsyncCommand):
         title = "Sync finished" if not result.exit_code else "Sync finished with errors"
         style = self.style.SUCCESS if not result.exit_code else self.style.WARNING
         out.write(style(f"{title} (run {result.run_id})"))
-        for key, label in SUMMARY:
+        for key, label in COUNTER_LABELS:
             out.write(f"  {label + ':':<24}{result.counters.get(key, 0)}")
         out.write(
             f"  {'Listings unchanged:':<24}{result.listings_skipped_unchanged} "
@@ -147,16 +147,21 @@ class Command(PfsyncCommand):
                     "(python manage.py pf_areas unmapped):"
                 )
             )
-            for location_id, count in sorted(
-                result.unmapped_locations.items(), key=lambda item: -item[1]
-            )[:20]:
+            ranked = sorted(result.unmapped_locations.items(), key=lambda item: -item[1])
+            shown = ranked if verbosity > 1 else ranked[:UNMAPPED_SHOWN]
+            for location_id, count in shown:
                 out.write(f"    location {location_id}: {count} listing(s)")
-        if result.failures:
-            out.write(self.style.ERROR(f"  Failures ({len(result.failures)}):"))
-            shown = result.failures if verbosity > 1 else result.failures[:50]
-            for failure in shown:
-                out.write(f"    {failure}")
-            if len(shown) < len(result.failures):
-                out.write(
-                    f"    ... and {len(result.failures) - len(shown)} more (see the run's report)"
-                )
+            if len(ranked) > len(shown):
+                out.write(f"    and {len(ranked) - len(shown)} more")
+        if result.run_id is None:
+            return
+        summary = summarize_failures(result.run_id, examples=examples_for(verbosity))
+        if not summary:
+            return
+        for line in summary.lines(examples_for(verbosity)):
+            # Headlines in the error colour; the examples under them plain.
+            out.write(f"  {line}" if line.startswith(" ") else self.style.ERROR(f"  {line}"))
+        out.write(
+            f"  All entries: python manage.py pf_report --run {result.run_id} "
+            f"(or run {result.run_id} in the admin)"
+        )
