@@ -128,8 +128,10 @@ class Faults:
     requests a minute while ``rate_limit`` is set), ``fault_rate`` (share of API requests
     answered 429/500/502), ``image_fault_rate`` (share of image URLs that are 404, 403,
     slow or truncated on first fetch), ``slow_image_seconds``, ``huge_image_bytes`` and
-    ``photos`` (serve every JPEG URL one of a few noisy 1-3 MB photos of 2000-4000 px,
-    made with Pillow, instead of the small flat pictures).
+    ``photos`` (serve every image URL, whatever its extension, one of a few noisy 1-3 MB
+    JPEG photos of 2000-4000 px made with Pillow, instead of the small flat pictures) and
+    ``image_mbps`` (each image body sent at most this many megabits a second, as over a
+    real link; None: at once).
     """
 
     def __init__(
@@ -158,6 +160,7 @@ class Faults:
         self.slow_image_seconds = 5.0
         self.huge_image_bytes = 30 * 1024 * 1024
         self.photos = False
+        self.image_mbps: float | None = None
         self._tokens = tokens
         self._lock = threading.Lock()
         self._api: list[ScriptedFault] = []

@@ -228,7 +228,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_problem_answer(500, "the sandbox failed to answer this request"))
 
     def _send(
-        self, answer: Answer, *, declared_length: int | None = None, close: bool = False
+        self,
+        answer: Answer,
+        *,
+        declared_length: int | None = None,
+        close: bool = False,
+        mbps: float | None = None,
     ) -> None:
         self.send_response(answer.status)
         if answer.content_type:
@@ -242,8 +247,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(answer.body)
+            self._write_body(answer.body, mbps)
         self.wfile.flush()
+
+    def _write_body(self, body: bytes, mbps: float | None) -> None:
+        """Write ``body``, at most ``mbps`` megabits a second when given (a link's speed)."""
+        if not mbps:
+            self.wfile.write(body)
+            return
+        step = 64 * 1024
+        bits_per_second = mbps * 1_000_000
+        started = time.monotonic()
+        for offset in range(0, len(body), step):
+            piece = body[offset : offset + step]
+            # Each piece leaves once the link would have carried it; paced against the
+            # clock, so the sleeps' overshoot does not add up.
+            ahead = started + (offset + len(piece)) * 8 / bits_per_second - time.monotonic()
+            if ahead > 0:
+                self.server.sandbox._sleep(ahead)
+            self.wfile.write(piece)
+            self.wfile.flush()
 
     def _reset(self) -> None:
         # Linger 0 makes close() send RST: the client sees the connection dropped.
@@ -584,7 +607,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Answer(404, S3_ERRORS[404], "application/xml", {}))
             return
         body = sandbox.data.image_bytes(path)
-        content_type = content_type_for(path)
+        content_type = "image/jpeg" if faults.photos else content_type_for(path)
         headers = {"Cache-Control": "public, max-age=31536000", "Accept-Ranges": "bytes"}
         if kind == "bytes":
             body = params["body"]
@@ -608,7 +631,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "bytes" and params.get("content_length", True) is False:
             self._send_until_close(body, content_type, headers)
         else:
-            self._send(Answer(200, body, content_type, headers))
+            self._send(Answer(200, body, content_type, headers), mbps=faults.image_mbps)
 
     def _send_until_close(self, body: bytes, content_type: str, headers: dict[str, str]) -> None:
         """An answer without Content-Length: its body is whatever comes before the close."""

@@ -209,7 +209,7 @@ class SandboxData:
         if size is None:
             raise KeyError(f"the sandbox serves no image at {url!r}")
         path = urlsplit(url).path
-        if self._photos() and path.lower().endswith((".jpg", ".jpeg")):
+        if self._photos():
             return photo(path)
         return render_image(path, self._image_size(), *size)
 

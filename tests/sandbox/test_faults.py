@@ -357,16 +357,31 @@ def test_photos_serve_noisy_jpegs_of_one_to_three_mb_and_2000_to_4000_px() -> No
             for listing in sb.data.listings()
             for image in listing["media"]["images"]
         ]
-        jpegs = [url for url in urls if url.endswith(".jpg")]
+        assert {url.rsplit(".", 1)[1] for url in urls} == {"jpg", "png"}
         sizes = set()
-        for url in jpegs:
-            body = requests.get(url, timeout=30).content
+        for url in urls:
+            response = requests.get(url, timeout=30)
+            body = response.content
             assert body == sb.data.image_bytes(url)
+            assert response.headers["Content-Type"] == "image/jpeg"
             assert 1_000_000 <= len(body) <= 3_000_000
             with Image.open(io.BytesIO(body)) as picture:
                 assert 2000 <= picture.width <= 4000 and picture.format == "JPEG"
                 picture.load()
                 sizes.add(picture.size)
         assert len(sizes) > 1
-        png = next(url for url in urls if url.endswith(".png"))
-        assert requests.get(png, timeout=5).content == sb.data.image_bytes(png)
+
+
+def test_image_mbps_paces_image_bodies_like_a_link_of_that_speed(sandbox: Sandbox) -> None:
+    sleeps: list[float] = []
+    sandbox._sleep = sleeps.append
+    sandbox.faults.image_bytes = 200_000
+    sandbox.faults.image_mbps = 8.0  # one megabyte a second
+    url = _first_image(sandbox)
+
+    body = requests.get(url, timeout=30).content
+
+    assert body == sandbox.data.image_bytes(url)
+    # A fake sleep passes no time: the last wait is the whole body's time at that speed.
+    assert len(sleeps) == 4  # 64 kB at a time
+    assert len(body) / 1_000_000 - 0.01 <= max(sleeps) <= len(body) / 1_000_000
