@@ -351,6 +351,7 @@ class Transport:
         limiter.acquire()
         # Failures are re-raised "from None": the new message says what failed,
         # and the original exception's text has not been through _redact.
+        response: requests.Response | None = None
         with within(self.timeout) as deadline:
             try:
                 response = self.session.request(
@@ -367,6 +368,8 @@ class Transport:
                 # would otherwise hold the run, and its lock, for hours.
                 response.content  # noqa: B018 - read here, under the deadline
             except requests.RequestException as exc:
+                if response is not None:
+                    response.close()
                 if deadline.passed or isinstance(exc, requests.Timeout) or is_timeout(exc):
                     raise self._timed_out(method, shown, exc, idempotent) from None
                 raise AtlasConnectionError(
@@ -376,6 +379,7 @@ class Transport:
                 ) from None
             if deadline.fired:
                 # A connection cut at the deadline can look like a body that simply ended.
+                response.close()
                 raise self._timed_out(method, shown, None, idempotent)
         return response
 

@@ -45,6 +45,7 @@ from pfsync_app.exceptions import (
 from pfsync_app.media.decode import (
     IMAGE_TYPES,
     SNIFF_BYTES,
+    DecodedImage,
     declared_type_problem,
     decode_image,
     require_image_start,
@@ -354,7 +355,7 @@ class ImageDownloader:
             raise self._storage_error(exc, "cannot write a temporary file") from exc
         return size, hasher.hexdigest()
 
-    def _decode(self, temp: IO[bytes]) -> Any:
+    def _decode(self, temp: IO[bytes]) -> DecodedImage:
         """The temporary file decoded whole; DownloadAttemptFailed with the reason otherwise."""
         try:
             return decode_image(temp, max_pixels=self.max_pixels)
