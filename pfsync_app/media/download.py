@@ -12,7 +12,6 @@ storage API, nothing of listings or the ORM.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import http
 import logging
@@ -51,7 +50,7 @@ from pfsync_app.media.decode import (
     require_image_start,
     sniff_image_type,
 )
-from pfsync_app.media.files import CHUNK_SIZE, TEMP_DIR_NAME
+from pfsync_app.media.files import CHUNK_SIZE, STORAGE_FULL_ERRNOS, TEMP_DIR_NAME
 from pfsync_app.media.policy import os_error_text, require_allowed_url, safe_url
 
 __all__ = [
@@ -70,10 +69,6 @@ USER_AGENT = f"pfsync/{pfsync_app.__version__}"
 
 
 MAX_REDIRECTS = 5
-
-
-#: errno values that mean the storage has no room left (a full disk, a spent quota).
-STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)

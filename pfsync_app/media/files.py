@@ -8,6 +8,7 @@ listing per prefix on S3, ``listdir`` elsewhere) instead of asking per name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -29,6 +30,9 @@ from pfsync_app.media.decode import decode_image
 logger = logging.getLogger("pfsync.media")
 
 CHUNK_SIZE = 64 * 1024
+
+#: errno values that mean the storage has no room left (a full disk, a spent quota).
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 # Temporary downloads live inside a FileSystemStorage's own folder so the final
 # move into place is a rename on the same filesystem: atomic.
@@ -53,6 +57,8 @@ def storage_write_problem(storage: Storage, upload_dir: str | None = None) -> st
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as exc:
+        if exc.errno in STORAGE_FULL_ERRNOS:
+            return f"the media storage is full: {storage.location} has no room left"
         return f"the media folder {storage.location} cannot be written: {os_error_text(exc)}"
     return None
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from pfsync_app.deadline import DeadlineAdapter
 from pfsync_app.exceptions import ImageDownloadError, MediaStorageFull
-from pfsync_app.media import download
+from pfsync_app.media import download, files
 from pfsync_app.media.download import ImageDownloader
 from pfsync_app.media.files import TEMP_DIR_NAME, verify_stored
 from pfsync_app.sandbox.images import bomb_png
@@ -882,3 +882,15 @@ def wait_until(condition, timeout=30.0):
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.02)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_media_folder_already_full_is_said_so_before_any_download(media_root, monkeypatch, code):
+    def full_disk(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(files.tempfile, "NamedTemporaryFile", full_disk)
+
+    problem = files.storage_write_problem(FileSystemStorage(location=media_root))
+
+    assert problem == f"the media storage is full: {media_root} has no room left"
