@@ -14,7 +14,10 @@ emptied database and a fresh MEDIA_ROOT; the sandbox serves from this process:
 - B: the defaults, on ``--listings`` x ``--images-per-listing``;
 - C: B again with nothing changed (no download and no host write expected);
 - E (optional): B again with ``--full`` (rewrites every listing, downloads nothing);
-- D: the defaults at ``--d-listings`` x 1 image, and at ``--d-compare-listings`` (memory).
+- D: the defaults at ``--d-listings`` x 1 image, and at ``--d-compare-listings`` (memory);
+- P (optional): what decoding every image costs, on realistic photos (noisy 1-3 MB JPEGs of
+  2000-4000 px made with Pillow, each sent at ``--p-image-mbps`` per connection): the same
+  sync twice in one run, first with the bytes only sniffed (as before decoding), then decoded.
 
 By default a throwaway database ``h_bench_<random>`` is created on the PostgreSQL
 server of ``--database-url`` (or DATABASE_URL) and dropped at the end;
@@ -88,6 +91,8 @@ class Workload:
     image_bytes: int = 100_000
     rate_limit: int | None = 650
     seed: int = 1
+    photos: bool = False
+    image_mbps: float | None = None
 
 
 @dataclass
@@ -102,6 +107,7 @@ class Scenario:
     full: bool = False
     reuse_previous: bool = False
     scale_to: int | None = None  # extrapolate wall time linearly to this many listings
+    decode: bool = True  # False: images only sniffed, as before pfsync decoded them
 
 
 @dataclass
@@ -175,6 +181,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
+def sniff_only() -> None:
+    """Accept images by their leading bytes only, as pfsync did before it decoded them.
+
+    The measured sync is otherwise the very same, so the difference with the
+    decoded run is what decoding costs.
+    """
+    from pfsync_app.media import download
+    from pfsync_app.media.decode import DecodedImage, require_image_start
+
+    def sniffed(file: Any, *, max_pixels: int) -> DecodedImage:
+        file.seek(0)
+        return DecodedImage(require_image_start(file.read(16)), 0, 0)
+
+    download.decode_image = sniffed
+
+
 def child_main(config: dict[str, Any]) -> dict[str, Any]:
     """Run one sync in this process and return its measurements (printed as JSON)."""
     import django
@@ -195,6 +217,8 @@ def child_main(config: dict[str, Any]) -> dict[str, Any]:
             connection.execute_wrappers.append(counter)
 
     connection_created.connect(hook, weak=False)
+    if config.get("decode") is False:
+        sniff_only()
     if config.get("sql_log"):
         counter.statements = []
     options = SyncOptions(
@@ -400,9 +424,10 @@ def run_child(config: dict[str, Any], env: dict[str, str], log: Path) -> dict[st
 def start_sandbox(workload: Workload) -> Any:
     """A started sandbox serving ``workload``."""
     from pfsync_app.sandbox import Sandbox
+    from pfsync_app.sandbox.images import PHOTO_SIZES, _photo
 
     w = workload
-    return Sandbox(
+    sandbox = Sandbox(
         users=w.users,
         listings=w.listings,
         images_per_listing=w.images_per_listing,
@@ -411,7 +436,14 @@ def start_sandbox(workload: Workload) -> Any:
         image_latency_ms=w.image_latency_ms,
         image_bytes=w.image_bytes,
         rate_limit=w.rate_limit,
-    ).start()
+    )
+    if w.photos:
+        # Made before the clock runs: the first requests must not wait for Pillow.
+        for index in range(len(PHOTO_SIZES)):
+            _photo(index)
+        sandbox.faults.photos = True
+    sandbox.faults.image_mbps = w.image_mbps
+    return sandbox.start()
 
 
 def measure(
@@ -452,6 +484,7 @@ def measure(
         "concurrency": scenario.concurrency,
         "incremental": scenario.incremental,
         "full": scenario.full,
+        "decode": scenario.decode,
     }
     if sql_log_dir is not None:
         config["sql_log"] = str(sql_log_dir / f"sql-{scenario.name}.log")
@@ -467,10 +500,16 @@ def measure(
     unchanged = int(data["listings_unchanged"])
     changed = int(data["listings_received"]) - unchanged
     wall = float(data["wall_s"])
+    # With a link speed set, sending each image's bytes takes time too.
+    transfer = 0.0
+    if w.image_mbps:
+        sent = sum(
+            len(sandbox.data.image_bytes(r.path)) for r in requests if r.path.startswith("/images/")
+        )
+        transfer = sent * 8 / (w.image_mbps * 1_000_000)
     lower = (
-        image_requests * w.image_latency_ms / 1000 / concurrency
-        + api_requests * w.latency_ms / 1000
-    )
+        image_requests * w.image_latency_ms / 1000 + transfer
+    ) / concurrency + api_requests * w.latency_ms / 1000
     row = Measurement(
         scenario=scenario.name,
         label=scenario.label,
@@ -511,9 +550,11 @@ def measure(
 def build_scenarios(args: argparse.Namespace) -> list[Scenario]:
     """The scenarios asked for, in the order A, B, C, D."""
     wanted = {s.strip().upper() for s in args.scenarios.split(",") if s.strip()}
-    unknown = wanted - {"A", "B", "C", "D", "E"}
+    unknown = wanted - {"A", "B", "C", "D", "E", "P"}
     if unknown:
-        raise SystemExit(f"bench_sync: unknown scenario(s) {', '.join(sorted(unknown))}; use A-E")
+        raise SystemExit(
+            f"bench_sync: unknown scenario(s) {', '.join(sorted(unknown))}; use A-E or P"
+        )
 
     def workload(listings: int, images: int, **changes: Any) -> Workload:
         base = Workload(
@@ -569,6 +610,15 @@ def build_scenarios(args: argparse.Namespace) -> list[Scenario]:
                     workload(count, 1, image_latency_ms=latency),
                 )
             )
+    if "P" in wanted:
+        photos = workload(
+            args.p_listings,
+            args.p_images_per_listing,
+            photos=True,
+            image_mbps=args.p_image_mbps or None,
+        )
+        out.append(Scenario("P0", "P photos, sniffed only", photos, decode=False))
+        out.append(Scenario("P1", "P photos, decoded", photos))
     return out
 
 
@@ -604,6 +654,17 @@ def check_targets(rows: dict[str, Measurement], d_listings: int) -> dict[str, An
         targets["E_full_rewrite_downloads_nothing"] = {
             "value": e.image_requests,
             "met": e.image_requests == 0 and e.images_downloaded == 0,
+        }
+    sniffed, decoded = rows.get("P0"), rows.get("P1")
+    if decoded:
+        targets["P_decoded_within_1.5x_lower_bound"] = {
+            "value": round(decoded.vs_lower_bound, 2),
+            "met": decoded.vs_lower_bound <= 1.5,
+        }
+    if sniffed and decoded:
+        targets["P_images_per_s_sniffed_then_decoded"] = {
+            "value": f"{sniffed.images_per_s:.1f} -> {decoded.images_per_s:.1f}",
+            "met": decoded.images_downloaded == sniffed.images_downloaded > 0,
         }
     d_rows = sorted((r for k, r in rows.items() if k.startswith("D")), key=lambda r: r.listings)
     if d_rows:
@@ -693,7 +754,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--listings", type=int, default=1000)
     parser.add_argument("--images-per-listing", type=int, default=5)
     parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--scenarios", default="A,B,C,D", help="Comma-separated, of A-E.")
+    parser.add_argument("--scenarios", default="A,B,C,D", help="Comma-separated, of A-E and P.")
     parser.add_argument("--a-listings", type=int, default=200, help="A's sample size.")
     parser.add_argument("--d-listings", type=int, default=20_000)
     parser.add_argument("--d-compare-listings", type=int, default=5_000)
@@ -702,6 +763,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--d-image-latency-ms", type=float, default=None)
     parser.add_argument("--image-bytes", type=int, default=100_000)
     parser.add_argument("--rate-limit", type=int, default=650, help="0 for none.")
+    parser.add_argument("--p-listings", type=int, default=100, help="P's listings.")
+    parser.add_argument("--p-images-per-listing", type=int, default=5)
+    parser.add_argument(
+        "--p-image-mbps",
+        type=float,
+        default=100.0,
+        help="P's link speed per image connection, megabits a second (0: unlimited).",
+    )
     parser.add_argument("--quick", action="store_true", help="Tiny sizes, no latency (smoke).")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""))
     parser.add_argument("--in-place", action="store_true", help="Use that database itself.")
@@ -719,9 +788,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.a_listings, args.d_listings, args.d_compare_listings = 3, 12, 6
         args.latency_ms = args.image_latency_ms = 0.0
         args.image_bytes, args.rate_limit = 2_000, 0
+        args.p_listings, args.p_images_per_listing, args.p_image_mbps = 3, 2, 0.0
     if args.d_image_latency_ms is None:
         args.d_image_latency_ms = args.image_latency_ms
-    for name in ("listings", "images_per_listing", "a_listings", "d_listings"):
+    for name in ("listings", "images_per_listing", "a_listings", "d_listings", "p_listings"):
         if getattr(args, name) < 1:
             raise SystemExit(f"bench_sync: --{name.replace('_', '-')} must be at least 1")
     return args
@@ -766,6 +836,7 @@ def main(argv: list[str] | None = None) -> int:
                 "image_latency_ms": args.image_latency_ms,
                 "image_bytes": args.image_bytes,
                 "rate_limit": args.rate_limit or None,
+                "photo_image_mbps": args.p_image_mbps or None,
                 "quick": args.quick,
             },
             "scenarios": {
@@ -783,6 +854,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.image_bytes} bytes, rate limit {args.rate_limit or 'none'}/min"
     )
     print(format_table(list(rows.values())))
+    if "P0" in rows and "P1" in rows:
+        sniffed, decoded = rows["P0"], rows["P1"]
+        print(
+            f"decoding, same run: {sniffed.images_per_s:.1f} images/s sniffed only, "
+            f"{decoded.images_per_s:.1f} images/s decoded ({decoded.images_downloaded} photos; "
+            f"network lower bound {decoded.lower_bound_s:.1f} s, decoded run "
+            f"{decoded.vs_lower_bound:.2f}x of it)"
+        )
     for name, target in report["targets"].items():
         print(f"{'met   ' if target['met'] else 'MISSED'} {name}: {target['value']}")
     text = json.dumps(report, indent=2, default=str)

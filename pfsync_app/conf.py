@@ -137,7 +137,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PF_API_TIMEOUT",
         30.0,
-        "seconds allowed for one API request (connecting and reading)",
+        "seconds one API request may take in total (connecting, the headers and the whole body)",
         kind="float",
         minimum=0.1,
     ),
@@ -202,6 +202,15 @@ SETTINGS: tuple[Setting, ...] = (
         "largest image accepted, in bytes (the default is 25 MiB)",
         kind="int",
         minimum=1024,
+    ),
+    Setting(
+        "PF_IMAGE_MAX_PIXELS",
+        50_000_000,
+        "most pixels (width x height, read from the header before decoding) an image may "
+        "declare; larger ones are refused as `too_many_pixels`. Pillow's own limit "
+        "(`Image.MAX_IMAGE_PIXELS`, about 179 million pixels refused) applies as well",
+        kind="int",
+        minimum=1,
     ),
     Setting(
         "PF_IMAGE_UPLOAD_DIR",

@@ -2,6 +2,7 @@
 
     PfsyncError
     ├── SyncAborted          a run could not run or had to stop: exit status 2, one sentence
+    │   ├── MediaStorageFull the media storage is full: the run stops instead of failing each image
     │   ├── WriterBusy       another pf_sync or pf_repair holds the writer lock
     │   └── UnknownProperty  --property names no property of the host
     ├── AreaError            pf_areas refuses a request (bad id, location already linked...)
@@ -10,7 +11,8 @@
     ├── EventDeferred        a webhook event must wait for the writer lock; it stays pending
     ├── EventIgnored         there is nothing to do for a webhook event
     ├── ImageDownloadError   an image could not be downloaded and stored (``reason``)
-    └── DownloadAttemptFailed  one attempt of a download failed (retried, or turned into the above)
+    ├── DownloadAttemptFailed  one attempt of a download failed (retried, or turned into the above)
+    └── ImageRejected        bytes that are not a whole image of a format pfsync stores (``reason``)
 
 None of them carries a secret: messages are built from what the user can see.
 """
@@ -32,6 +34,10 @@ class PfsyncError(Exception):
 
 class SyncAborted(PfsyncError):
     """The run could not run or had to stop (exit status 2); the message says why."""
+
+
+class MediaStorageFull(SyncAborted):
+    """The media storage has no room left: every further image would fail the same way."""
 
 
 class WriterBusy(SyncAborted):
@@ -71,13 +77,17 @@ DOWNLOAD_FAILURE_REASONS = frozenset(
         "connection",
         "too_large",
         "not_an_image",
+        "unsupported_format",
+        "too_many_pixels",
         "truncated",
         "storage",
     }
 )
 #: HTTP statuses that mean the URL itself is dead: pf_repair asks the API for the current one.
 PERMANENT_STATUSES = frozenset({403, 404, 410})
-_PERMANENT_REASONS = frozenset({"blocked_url", "not_an_image", "too_large"})
+_PERMANENT_REASONS = frozenset(
+    {"blocked_url", "not_an_image", "unsupported_format", "too_many_pixels", "too_large"}
+)
 _TRANSIENT_REASONS = frozenset({"timeout", "connection", "truncated"})
 
 
@@ -124,3 +134,16 @@ class DownloadAttemptFailed(PfsyncError):
         self.reason = reason
         self.cause = cause
         self.status = status
+
+
+class ImageRejected(PfsyncError):
+    """Bytes that are not a whole image of a format pfsync stores; ``reason`` and ``cause`` say why.
+
+    ``reason`` is one of ``truncated``, ``not_an_image``, ``unsupported_format``
+    and ``too_many_pixels`` (the reasons of ImageDownloadError).
+    """
+
+    def __init__(self, reason: str, cause: str) -> None:
+        super().__init__(cause)
+        self.reason = reason
+        self.cause = cause

@@ -13,6 +13,7 @@ __all__ = [
     "AtlasConnectionError",
     "AtlasError",
     "AuthenticationError",
+    "CredentialsMissing",
     "FirewallBlockedError",
     "MalformedResponseError",
     "RateLimitedError",
@@ -31,20 +32,38 @@ class AtlasError(Exception):
         self.url = url
         #: How many attempts were made before giving up (set once retries are exhausted).
         self.attempts = 1
+        #: Seconds from the first attempt to giving up, back-off included (set with attempts).
+        self.elapsed: float | None = None
         if retryable is not None:
             self.retryable = retryable
 
     def __str__(self) -> str:
+        if self.attempts > 1 and self.elapsed is not None:
+            return f"{self.message} ({self.attempts} attempts over {_seconds(self.elapsed)} s)"
         if self.attempts > 1:
-            return f"{self.message} (gave up after {self.attempts} attempts)"
+            return f"{self.message} ({self.attempts} attempts)"
         return self.message
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
 
 
+def _seconds(seconds: float) -> str:
+    """``35`` or ``0.4``: whole seconds, or a tenth below ten."""
+    return f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"
+
+
 class AuthenticationError(AtlasError):
     """Atlas refused the credentials or the token (401), even after a fresh token."""
+
+
+class CredentialsMissing(AuthenticationError):
+    """No API key or secret is configured: nothing was sent, so nothing was refused."""
+
+    def __init__(self, missing: str) -> None:
+        super().__init__(f"No Atlas {missing} is configured; set it and try again")
+        #: What is missing: "API key", "API secret" or "API key and secret".
+        self.missing = missing
 
 
 class RateLimitedError(AtlasError):

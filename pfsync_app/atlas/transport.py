@@ -15,20 +15,32 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http.client import RemoteDisconnected
 from typing import Any, Self
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, stop_after_attempt, wait_exponential_jitter
 from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+)
 
 from .. import __version__
+from ..deadline import DeadlineAdapter, error_causes, is_timeout, within
 from . import answers
-from .errors import AtlasConnectionError, AtlasError, AuthenticationError, MalformedResponseError
+from .errors import (
+    AtlasConnectionError,
+    AtlasError,
+    AuthenticationError,
+    CredentialsMissing,
+    MalformedResponseError,
+)
 from .ratelimit import RateLimiter
 
 __all__ = ["Transport", "display_url"]
@@ -121,6 +133,8 @@ def _give_up(retry_state: RetryCallState) -> Any:
     exc = retry_state.outcome.exception() if retry_state.outcome else None
     if isinstance(exc, AtlasError):
         exc.attempts = retry_state.attempt_number
+        # Back-off sleeps may be recorded rather than slept (tests): count them either way.
+        exc.elapsed = max(retry_state.seconds_since_start or 0.0, retry_state.idle_for)
         exc.retryable = False
     if exc is None:  # pragma: no cover - tenacity only stops after a failed attempt
         raise RuntimeError("retries stopped without an error")
@@ -142,8 +156,49 @@ def _never_sent(exc: requests.RequestException) -> bool:
     """Whether the request surely never reached the server (so even a POST may be retried)."""
     if isinstance(exc, requests.ConnectTimeout):
         return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+    return any(
+        isinstance(cause, NewConnectionError | ConnectTimeoutError) for cause in error_causes(exc)
+    )
+
+
+def _host_port(url: str) -> str:
+    """``host:port`` of a URL, the port filled in from the scheme when the URL has none."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _connection_cause(exc: BaseException) -> str:
+    """Why no connection was made: "connection refused", "the host name does not resolve"..."""
+    causes = error_causes(exc)
+    if any(isinstance(cause, NameResolutionError) for cause in causes):
+        return "the host name does not resolve"
+    for cause in causes:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[:1].lower() + cause.strerror[1:]
+    if any(isinstance(cause, ConnectTimeoutError | requests.ConnectTimeout) for cause in causes):
+        return "no answer to the connection attempt"
+    return "the connection failed"
+
+
+def _dropped_cause(exc: BaseException) -> str:
+    """Why an open connection failed ("the connection was reset"...), or "" when unknown."""
+    causes = error_causes(exc)
+    for kinds, text in _DROPPED:
+        if any(isinstance(cause, kinds) for cause in causes):
+            return text
+    return ""
+
+
+# Most specific first: RemoteDisconnected is a ConnectionResetError, both come in a ProtocolError.
+_DROPPED: tuple[tuple[Any, str], ...] = (
+    (RemoteDisconnected, "the server closed the connection without answering"),
+    (ConnectionResetError, "the connection was reset"),
+    (requests.exceptions.SSLError, "the TLS connection failed"),
+    ((ProtocolError, requests.exceptions.ChunkedEncodingError), "the answer was cut off"),
+)
 
 
 # ---------------------------------------------------------------------------
@@ -205,7 +260,7 @@ class Transport:
         )
         # One pool per host, each big enough for all download threads at once;
         # retries are the client's own (declared below), never urllib3's.
-        adapter = HTTPAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
+        adapter = DeadlineAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
 
@@ -296,28 +351,59 @@ class Transport:
         limiter.acquire()
         # Failures are re-raised "from None": the new message says what failed,
         # and the original exception's text has not been through _redact.
-        try:
-            return self.session.request(
-                method,
-                url,
-                params=params,
-                json=json_body,
-                headers=headers,
-                timeout=(self.timeout, self.timeout),
-            )
-        except requests.Timeout as exc:
-            raise AtlasConnectionError(
-                f"Atlas {method} {shown} timed out after {self.timeout:g} s",
-                url=shown,
-                retryable=idempotent or _never_sent(exc),
-            ) from None
-        except requests.RequestException as exc:
-            raise AtlasConnectionError(
-                f"Atlas {method} {shown} failed: {type(exc).__name__}: "
-                f"{self._redact(str(exc))[:300]}",
-                url=shown,
-                retryable=idempotent or _never_sent(exc),
-            ) from None
+        response: requests.Response | None = None
+        with within(self.timeout) as deadline:
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json_body,
+                    headers=headers,
+                    timeout=deadline.timeouts(),
+                    stream=True,
+                )
+                deadline.cover(response)
+                # The whole body within the deadline: a page sent a few bytes at a time
+                # would otherwise hold the run, and its lock, for hours.
+                response.content  # noqa: B018 - read here, under the deadline
+            except requests.RequestException as exc:
+                if response is not None:
+                    response.close()
+                if deadline.passed or isinstance(exc, requests.Timeout) or is_timeout(exc):
+                    raise self._timed_out(method, shown, exc, idempotent) from None
+                raise AtlasConnectionError(
+                    self._failure_text(method, url, shown, exc),
+                    url=shown,
+                    retryable=idempotent or _never_sent(exc),
+                ) from None
+            if deadline.fired:
+                # A connection cut at the deadline can look like a body that simply ended.
+                response.close()
+                raise self._timed_out(method, shown, None, idempotent)
+        return response
+
+    def _timed_out(
+        self, method: str, shown: str, exc: requests.RequestException | None, idempotent: bool
+    ) -> AtlasConnectionError:
+        return AtlasConnectionError(
+            f"Atlas {method} {shown} timed out after {self.timeout:g} s",
+            url=shown,
+            retryable=idempotent or (exc is not None and _never_sent(exc)),
+        )
+
+    def _failure_text(
+        self, method: str, url: str, shown: str, exc: requests.RequestException
+    ) -> str:
+        """What went wrong, in words: never urllib3's "Max retries exceeded..." text."""
+        if _never_sent(exc):
+            return f"cannot connect to {_host_port(url)}: {_connection_cause(exc)}"
+        cause = _dropped_cause(exc)
+        if cause:
+            return f"Atlas {method} {shown} failed: {cause}"
+        return (
+            f"Atlas {method} {shown} failed: {type(exc).__name__}: {self._redact(str(exc))[:300]}"
+        )
 
     # -- authentication ------------------------------------------------------
 
@@ -346,8 +432,8 @@ class Transport:
     def _fetch_token(self) -> _Token:
         """``POST /v1/auth/token`` with the key and secret (with the lock held)."""
         if not self._api_key or not self._api_secret:
-            missing = "API key" if not self._api_key else "API secret"
-            raise AuthenticationError(f"No Atlas {missing} is configured; set it and try again")
+            names = [n for n, v in (("key", self._api_key), ("secret", self._api_secret)) if not v]
+            raise CredentialsMissing(f"API {' and '.join(names)}")
         url = self._url(TOKEN_PATH)
         started = self.clock()
         try:

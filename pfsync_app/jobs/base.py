@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from django.core.files.storage import Storage, default_storage
 
 from pfsync_app.atlas import AtlasClient
-from pfsync_app.atlas.errors import AtlasError, AuthenticationError
+from pfsync_app.atlas.errors import AtlasError, AuthenticationError, CredentialsMissing
 from pfsync_app.checks import check_host_schema, check_settings
 from pfsync_app.exceptions import SyncAborted, WriterBusy
 from pfsync_app.jobs.clients import build_client
@@ -57,8 +57,16 @@ def atlas_failure(exc: AtlasError, doing: str, *, mid_run: bool = False) -> Sync
 
     ``doing`` says what was being done ("cannot reach the Property Finder API",
     "cannot fetch listings 1, 2"); refused credentials are said the same way
-    whatever was being done, ``mid_run`` when a token was granted earlier.
+    whatever was being done, ``mid_run`` when a token was granted earlier; a key or
+    secret that is not configured at all is said as such (nothing was refused).
     """
+    if isinstance(exc, CredentialsMissing):
+        # Nothing was sent, so nothing was refused.
+        word = "key" if "key" in exc.missing else "secret"
+        return SyncAborted(
+            f"no {word} is configured for the Property Finder API "
+            "(set PF_API_KEY and PF_API_SECRET)"
+        )
     if isinstance(exc, AuthenticationError):
         when = "mid-run" if mid_run else "(PF_API_KEY/PF_API_SECRET)"
         return SyncAborted(f"Property Finder refused the credentials {when}: {exc}")

@@ -20,7 +20,7 @@ from django.core.files.storage import Storage, default_storage
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import UnknownProperty
 from pfsync_app.jobs.base import Job
-from pfsync_app.media.files import StoredFiles, read_back
+from pfsync_app.media.files import StoredFiles, inspect_stored
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.causes import Cause
 from pfsync_app.writers.images import image_rows, recorded_files, referenced_names
@@ -170,15 +170,17 @@ def find_missing_images(
 ) -> ScanResult:
     """Every active image row of a PF property whose file is missing or empty (or corrupt).
 
-    With ``verify`` each present file is also read back and compared with the
-    size and sha256 pfsync recorded when it stored it (rows without a record,
-    or whose record is of another file, are counted as ``unverified``).
+    With ``verify`` each present file is also read back, compared with the size
+    and sha256 pfsync recorded when it stored it (rows without a record, or whose
+    record is of another file, are counted as ``unverified``), and decoded: a
+    file that is not a whole image is ``corrupt`` whatever its checksum says.
     Reads only; raises SyncAborted when storage cannot be read.
     """
     files = StoredFiles(storage if storage is not None else default_storage)
     result = ScanResult()
     workers = verify_workers or max(1, min(8, int(pfsync_settings.PF_SYNC_CONCURRENCY)))
-    # Reading files back is I/O: a few threads overlap it (hashlib releases the GIL).
+    # Reading files back is I/O: a few threads overlap it (hashlib and Pillow release the
+    # GIL; media.decode lets one decode a core run at once).
     pool = ThreadPoolExecutor(
         max_workers=workers if verify else 1, thread_name_prefix="pfsync-verify"
     )
@@ -208,15 +210,16 @@ def _verify_batch(
     result: ScanResult,
     pool: ThreadPoolExecutor,
 ) -> None:
-    """Compare the present files of one batch with pfsync's ImageFile records."""
+    """Read back and decode the present files of one batch; compare them with the records."""
     records_by_id = recorded_files([row[0] for row, _ in present])
-    to_read: list[tuple[tuple, int, int, str]] = []
+    to_read: list[tuple[tuple, tuple[int, str] | None]] = []
     for row, size in present:
         record = records_by_id.get(row[0])
         if record is None or record[0] != row[3]:
             # pfsync did not store this file (or the host has since changed it): nothing to
-            # compare with.
+            # compare with, but it must still decode.
             result.unverified += 1
+            to_read.append((row, None))
             continue
         result.verified += 1
         _, recorded_size, recorded_sha = record
@@ -225,18 +228,25 @@ def _verify_batch(
                 _corrupt(row, f"{size} bytes stored, {recorded_size} bytes recorded")
             )
             continue
-        to_read.append((row, size, recorded_size, recorded_sha))
-    futures = [(item, pool.submit(read_back, storage, item[0][3])) for item in to_read]
-    for (row, _size, recorded_size, recorded_sha), future in futures:
-        read_size, read_sha = future.result()
-        if read_size is None:
+        to_read.append((row, (recorded_size, recorded_sha)))
+    max_pixels = int(pfsync_settings.PF_IMAGE_MAX_PIXELS)
+    futures = [
+        (row, recorded, pool.submit(inspect_stored, storage, row[3], max_pixels=max_pixels))
+        for row, recorded in to_read
+    ]
+    for row, recorded, future in futures:
+        stored = future.result()
+        if stored is None:
             result.missing.append(_missing(row, "removed while it was being verified"))
-        elif read_size != recorded_size:
+        elif recorded is not None and stored.size != recorded[0]:
             result.missing.append(
-                _corrupt(row, f"{read_size} bytes stored, {recorded_size} bytes recorded")
+                _corrupt(row, f"{stored.size} bytes stored, {recorded[0]} bytes recorded")
             )
-        elif read_sha != recorded_sha:
+        elif recorded is not None and stored.sha256 != recorded[1]:
             result.missing.append(_corrupt(row, "sha256 differs from the one recorded"))
+        elif stored.problem:
+            # The checksum of a broken file matches itself: only decoding tells.
+            result.missing.append(_corrupt(row, f"it does not decode: {stored.problem}"))
 
 
 def _missing(row: tuple, detail: str) -> MissingImage:
@@ -355,7 +365,7 @@ def describe(item: MissingImage) -> str:
     what = {
         MISSING: "file is missing",
         EMPTY: "file is empty (0 bytes)",
-        CORRUPT: "file differs from what was downloaded",
+        CORRUPT: "file is corrupt",
     }[item.reason]
     detail = f" ({item.detail})" if item.detail else ""
     return f"image {item.image_id} of property {item.property_id}: {item.name!r} {what}{detail}"

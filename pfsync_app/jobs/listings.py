@@ -19,7 +19,7 @@ from django.core.files.storage import Storage
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from pfsync_app.atlas import records
-from pfsync_app.exceptions import ImageDownloadError, first_line
+from pfsync_app.exceptions import ImageDownloadError, MediaStorageFull, first_line
 from pfsync_app.jobs.pipeline import Progress
 from pfsync_app.mapping import PropertyValues, map_listing
 from pfsync_app.media.download import ImageDownloader, StoredImage
@@ -212,6 +212,8 @@ class ListingStage:
         for position, future in downloads.items():
             try:
                 stored[position] = future.result()
+            except MediaStorageFull:
+                raise  # every further image would fail the same way: the run stops
             except Exception as exc:  # an unexpected bug in one download must not stop the run
                 failures.append((position, exc))
             self.progress.advance("images")

@@ -20,6 +20,7 @@ from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import (
     PERMANENT_STATUSES,
     ImageDownloadError,
+    MediaStorageFull,
     SyncAborted,
     first_line,
 )
@@ -31,6 +32,7 @@ from pfsync_app.jobs.check import (
     require_property,
 )
 from pfsync_app.media.download import StoredImage
+from pfsync_app.media.files import discard
 from pfsync_app.media.policy import safe_url
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.causes import Cause
@@ -275,6 +277,9 @@ class RepairJob(Job):
                 job = pending.pop(future)
                 try:
                     stored = future.result()
+                except MediaStorageFull:
+                    self._abandon(pending)
+                    raise
                 except ImageDownloadError as exc:
                     if job.current is None and exc.permanent and exc.status in PERMANENT_STATUSES:
                         job.first_error, job.first_status = exc.message, exc.status
@@ -285,6 +290,12 @@ class RepairJob(Job):
                     self._fail(job, f"{type(exc).__name__}: {first_line(exc)}", "unexpected")
                 else:
                     self._save(job, stored)
+
+    def _abandon(self, pending: dict[Future, _Job]) -> None:
+        """Cancel the downloads not started; remove the files of those that finish anyway."""
+        for future in pending:
+            if not future.cancel() and future.exception() is None:
+                discard(self.storage, [future.result().name])
 
     def _follow_moved(self, moved: list[_Job]) -> list[_Job]:
         """Fetch the listings of images whose URL is dead; jobs for their current URLs."""

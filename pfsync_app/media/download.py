@@ -1,9 +1,12 @@
-"""Image downloads: retries, a total deadline, validation, and saving into storage.
+"""Image downloads: retries, a total deadline, decoding, and saving into storage.
 
-A download either leaves one complete, validated image in storage under a new
-name ``<PF_IMAGE_UPLOAD_DIR>/<uuid4 hex>.<ext>`` (the extension sniffed from the
-bytes) or raises ``ImageDownloadError`` and leaves nothing behind. Media knows
-URLs, HTTP and Django's storage API, nothing of listings or the ORM.
+A download either leaves one complete image in storage under a new name
+``<PF_IMAGE_UPLOAD_DIR>/<uuid4 hex>.<ext>`` (the extension that of the format
+the bytes decode as) or raises ``ImageDownloadError`` and leaves nothing behind.
+Nothing is kept that Pillow does not decode whole (``media.decode``). A media
+storage found full raises ``MediaStorageFull`` instead: every further image
+would fail the same way, so the run stops. Media knows URLs, HTTP and Django's
+storage API, nothing of listings or the ORM.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import hashlib
 import http
 import logging
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -27,19 +29,38 @@ import requests
 import urllib3
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage, default_storage
-from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 import pfsync_app
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.exceptions import DownloadAttemptFailed, ImageDownloadError, download_retryable
-from pfsync_app.media.files import CHUNK_SIZE, TEMP_DIR_NAME
-from pfsync_app.media.policy import (
-    error_causes,
-    os_error_text,
-    require_allowed_url,
-    safe_url,
+from pfsync_app.deadline import Deadline, DeadlineAdapter, error_causes, is_timeout, within
+from pfsync_app.exceptions import (
+    DownloadAttemptFailed,
+    ImageDownloadError,
+    ImageRejected,
+    MediaStorageFull,
+    download_retryable,
 )
+from pfsync_app.media.decode import (
+    IMAGE_TYPES,
+    SNIFF_BYTES,
+    DecodedImage,
+    declared_type_problem,
+    decode_image,
+    require_image_start,
+    sniff_image_type,
+)
+from pfsync_app.media.files import CHUNK_SIZE, STORAGE_FULL_ERRNOS, TEMP_DIR_NAME
+from pfsync_app.media.policy import os_error_text, require_allowed_url, safe_url
+
+__all__ = [
+    "IMAGE_TYPES",
+    "MAX_REDIRECTS",
+    "USER_AGENT",
+    "ImageDownloader",
+    "StoredImage",
+    "sniff_image_type",
+]
 
 logger = logging.getLogger("pfsync.media")
 
@@ -50,33 +71,16 @@ USER_AGENT = f"pfsync/{pfsync_app.__version__}"
 MAX_REDIRECTS = 5
 
 
-IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}
-
-
-SNIFF_BYTES = 12
-
-
 @dataclass(frozen=True)
 class StoredImage:
-    """A downloaded image as saved in storage."""
+    """A downloaded image as saved in storage; width and height are the decoded pixels'."""
 
     name: str
     size: int
     sha256: str
     content_type: str
-
-
-def sniff_image_type(head: bytes) -> str | None:
-    """The image extension (jpg, png, webp, gif) the leading bytes prove, or None."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
+    width: int | None = None
+    height: int | None = None
 
 
 def _status_text(response: requests.Response) -> str:
@@ -100,59 +104,6 @@ class _DownloadedFile(File):
         return self._path
 
 
-class _Watchdog:
-    """Cuts a response's connection at the attempt's deadline, so a dripping body cannot stall.
-
-    A blocked read waits for a whole chunk and each socket timeout covers one
-    recv only, so a server sending a byte now and then would hold an attempt
-    forever; shutting the socket down at the deadline ends the read at once.
-    """
-
-    def __init__(self, response: requests.Response, deadline: float) -> None:
-        self.fired = False
-        self._lock = threading.Lock()
-        self._done = False
-        # Our own descriptor of the same socket: it stays valid (never reused for
-        # another file) until stop(), whatever urllib3 does with its own.
-        self._sock = _duplicate_socket(response)
-        self._timer: threading.Timer | None = None
-        if self._sock is not None:
-            self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._done or self._sock is None:
-                return
-            self.fired = True
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
-
-    def stop(self) -> None:
-        """Disarm; after this the connection is never touched."""
-        if self._timer is not None:
-            self._timer.cancel()
-        with self._lock:
-            self._done = True
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
-
-
-def _duplicate_socket(response: requests.Response) -> socket.socket | None:
-    """A duplicate of the response's socket, or None when it has none (a test double)."""
-    try:
-        descriptor = os.dup(response.raw.fileno())
-    except (AttributeError, OSError, ValueError):
-        return None
-    try:
-        return socket.socket(fileno=descriptor)
-    except OSError:
-        os.close(descriptor)
-        return None
-
-
 class ImageDownloader:
     """Downloads images into storage; thread-safe, one shared ``requests.Session``."""
 
@@ -166,6 +117,7 @@ class ImageDownloader:
         max_retries: int | None = None,
         retry_delay: float | None = None,
         max_bytes: int | None = None,
+        max_pixels: int | None = None,
         allow_private_hosts: bool | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -177,10 +129,14 @@ class ImageDownloader:
         self.max_retries = max(1, int(_setting(max_retries, "IMAGE_DOWNLOAD_MAX_RETRIES")))
         self.retry_delay = float(_setting(retry_delay, "IMAGE_DOWNLOAD_RETRY_DELAY"))
         self.max_bytes = int(_setting(max_bytes, "PF_IMAGE_MAX_BYTES"))
+        self.max_pixels = int(_setting(max_pixels, "PF_IMAGE_MAX_PIXELS"))
         self.allow_private_hosts = bool(
             _setting(allow_private_hosts, "PF_MEDIA_ALLOW_PRIVATE_HOSTS")
         )
         self.sleep = sleep
+        # Once the storage is known to be full, later downloads stop before fetching.
+        self._full: MediaStorageFull | None = None
+        self._full_lock = threading.Lock()
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -188,7 +144,7 @@ class ImageDownloader:
         session = requests.Session()
         session.headers["User-Agent"] = USER_AGENT
         size = max(10, int(pfsync_settings.PF_SYNC_CONCURRENCY))
-        adapter = HTTPAdapter(pool_connections=size, pool_maxsize=size)
+        adapter = DeadlineAdapter(pool_connections=size, pool_maxsize=size)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
@@ -205,11 +161,16 @@ class ImageDownloader:
         self.close()
 
     def download(self, url: str) -> StoredImage:
-        """Download ``url`` into storage, retrying transient failures; raise ImageDownloadError."""
+        """Download ``url`` into storage, retrying transient failures; raise ImageDownloadError.
+
+        Raises MediaStorageFull, not retried, when the storage has no room left.
+        """
         attempts = 0
 
         def attempt() -> StoredImage:
             nonlocal attempts
+            if self._full is not None:
+                raise self._full
             attempts += 1
             return self._attempt(url)
 
@@ -245,24 +206,22 @@ class ImageDownloader:
         )
 
     def _attempt(self, url: str) -> StoredImage:
-        """One attempt, all of it within ``timeout`` seconds."""
-        deadline = time.monotonic() + self.timeout
-        response = self._open(url, deadline)
-        try:
-            return self._receive(response, deadline)
-        finally:
-            response.close()
+        """One attempt: the answer within ``timeout`` seconds, then decoded and saved."""
+        with within(self.timeout) as deadline:
+            response = self._open(url, deadline)
+            try:
+                return self._receive(response, deadline)
+            finally:
+                response.close()
 
-    def _remaining(self, deadline: float) -> float:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+    def _check_deadline(self, deadline: Deadline) -> None:
+        if deadline.passed:
             raise DownloadAttemptFailed("timeout", self._timeout_text())
-        return remaining
 
     def _timeout_text(self) -> str:
         return f"no complete answer within {self.timeout:g} s"
 
-    def _open(self, url: str, deadline: float) -> requests.Response:
+    def _open(self, url: str, deadline: Deadline) -> requests.Response:
         """GET ``url``, following at most MAX_REDIRECTS redirects, each hop checked by policy."""
         current = url
         for hop in range(MAX_REDIRECTS + 1):
@@ -274,13 +233,13 @@ class ImageDownloader:
                         "blocked_url", f"it redirects to {safe_url(current)} and {exc.cause}"
                     ) from exc
                 raise
-            remaining = self._remaining(deadline)
+            self._check_deadline(deadline)
             try:
                 response = self.session.get(
                     current,
                     stream=True,
                     allow_redirects=False,
-                    timeout=(remaining, remaining),
+                    timeout=deadline.timeouts(),
                     # Identity encoding keeps Content-Length comparable with the bytes received.
                     # The session may be the Atlas client's: None drops any Authorization
                     # header it carries, and the no-op auth replaces its auth and .netrc,
@@ -292,9 +251,9 @@ class ImageDownloader:
                     },
                     auth=_no_credentials,
                 )
-            except requests.Timeout as exc:
-                raise DownloadAttemptFailed("timeout", self._timeout_text()) from exc
             except requests.RequestException as exc:
+                if deadline.passed or is_timeout(exc):
+                    raise DownloadAttemptFailed("timeout", self._timeout_text()) from exc
                 raise DownloadAttemptFailed(
                     "connection", f"connection failed: {os_error_text(exc)}"
                 ) from exc
@@ -315,33 +274,34 @@ class ImageDownloader:
             status=response.status_code,
         )
 
-    def _receive(self, response: requests.Response, deadline: float) -> StoredImage:
-        """Validate and stream the body into a temporary file, then save it to storage."""
-        declared_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if not declared_type.startswith("image/"):
-            raise DownloadAttemptFailed(
-                "not_an_image", f"Content-Type {declared_type or '(none)'!r} is not an image"
-            )
+    def _receive(self, response: requests.Response, deadline: Deadline) -> StoredImage:
+        """Stream the body into a temporary file, decode it, then save it to storage."""
+        problem = declared_type_problem(response.headers.get("Content-Type", ""))
+        if problem:
+            raise DownloadAttemptFailed("not_an_image", problem)
         expected = _content_length(response)
         if expected is not None and expected > self.max_bytes:
             raise DownloadAttemptFailed(
                 "too_large", f"{expected} bytes is more than the {self.max_bytes} allowed"
             )
+        deadline.cover(response)
         temp, temp_path = self._temp_file()
-        watchdog = _Watchdog(response, deadline)
         try:
-            size, digest, extension = self._stream(response, temp, deadline, watchdog, expected)
-            # Disarm before saving: the connection may already serve another download.
-            watchdog.stop()
+            size, digest = self._stream(response, temp, deadline, expected)
+            # The body is complete: the connection may serve another request from now on.
+            deadline.stop()
+            decoded = self._decode(temp)
             return StoredImage(
-                name=self._save(temp, temp_path, extension),
+                name=self._save(temp, temp_path, decoded.extension),
                 size=size,
                 sha256=digest,
-                content_type=IMAGE_TYPES[extension],
+                content_type=decoded.content_type,
+                width=decoded.width,
+                height=decoded.height,
             )
         finally:
-            watchdog.stop()
-            temp.close()
+            # Clean-up never raises: the error on its way out is the one that matters.
+            _close_quietly(temp)
             if temp_path is not None:
                 _unlink_quietly(temp_path)
 
@@ -349,11 +309,10 @@ class ImageDownloader:
         self,
         response: requests.Response,
         temp: IO[bytes],
-        deadline: float,
-        watchdog: _Watchdog,
+        deadline: Deadline,
         expected: int | None,
-    ) -> tuple[int, str, str]:
-        """Copy the body into ``temp``: (size, sha256 hex, sniffed extension)."""
+    ) -> tuple[int, str]:
+        """Copy the body into ``temp``: (size, sha256 hex)."""
         hasher = hashlib.sha256()
         size = 0
         head = b""
@@ -367,30 +326,42 @@ class ImageDownloader:
                 if len(head) < SNIFF_BYTES:
                     head += chunk[: SNIFF_BYTES - len(head)]
                     if len(head) >= SNIFF_BYTES:
-                        _require_image(head)
+                        _require_image_start(head)
                 hasher.update(chunk)
-                _write(temp, chunk)
-                self._remaining(deadline)
+                self._write(temp, chunk)
+                self._check_deadline(deadline)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            if watchdog.fired or time.monotonic() >= deadline or _is_read_timeout(exc):
+            if deadline.passed or is_timeout(exc):
                 raise DownloadAttemptFailed("timeout", self._timeout_text()) from exc
             if isinstance(exc, requests.exceptions.ChunkedEncodingError):
                 raise DownloadAttemptFailed("truncated", _short_body_text(expected)) from exc
             raise DownloadAttemptFailed(
                 "connection", f"connection failed: {os_error_text(exc)}"
             ) from exc
-        if watchdog.fired:
+        # A connection cut at the deadline looks like a body that ended.
+        if deadline.fired:
             raise DownloadAttemptFailed("timeout", self._timeout_text())
         if expected is not None and size != expected:
             raise DownloadAttemptFailed("truncated", _short_body_text(expected))
-        extension = _require_image(head)
+        _require_image_start(head)
         try:
             temp.flush()
         except OSError as exc:
-            raise DownloadAttemptFailed(
-                "storage", f"cannot write temporary file: {os_error_text(exc)}"
-            ) from exc
-        return size, hasher.hexdigest(), extension
+            raise self._storage_error(exc, "cannot write a temporary file") from exc
+        return size, hasher.hexdigest()
+
+    def _decode(self, temp: IO[bytes]) -> DecodedImage:
+        """The temporary file decoded whole; DownloadAttemptFailed with the reason otherwise."""
+        try:
+            return decode_image(temp, max_pixels=self.max_pixels)
+        except ImageRejected as exc:
+            raise DownloadAttemptFailed(exc.reason, exc.cause) from exc
+
+    def _write(self, temp: IO[bytes], chunk: bytes) -> None:
+        try:
+            temp.write(chunk)
+        except OSError as exc:
+            raise self._storage_error(exc, "cannot write a temporary file") from exc
 
     def _temp_file(self) -> tuple[IO[bytes], str | None]:
         """A temporary file; beside the storage folder for FileSystemStorage, else anonymous."""
@@ -404,9 +375,7 @@ class ImageDownloader:
                 return temp, temp.name
             return tempfile.TemporaryFile(), None
         except OSError as exc:
-            raise DownloadAttemptFailed(
-                "storage", f"cannot create a temporary file: {os_error_text(exc)}"
-            ) from exc
+            raise self._storage_error(exc, "cannot create a temporary file") from exc
 
     def _save(self, temp: IO[bytes], temp_path: str | None, extension: str) -> str:
         """Save the finished file under a new unique name; return the storage name."""
@@ -418,9 +387,21 @@ class ImageDownloader:
         try:
             return self.storage.save(name, content)
         except Exception as exc:
-            raise DownloadAttemptFailed(
-                "storage", f"cannot save {name}: {_storage_text(exc)}"
-            ) from exc
+            # A storage that wrote part of the file before failing must not keep it.
+            with contextlib.suppress(Exception):
+                self.storage.delete(name)
+            raise self._storage_error(exc, f"cannot save {name}") from exc
+
+    def _storage_error(self, exc: BaseException, doing: str) -> Exception:
+        """DownloadAttemptFailed("storage"), or MediaStorageFull when there is no room left."""
+        text = f"{doing}: {_storage_text(exc)}"
+        if not _is_storage_full(exc):
+            return DownloadAttemptFailed("storage", text)
+        with self._full_lock:
+            if self._full is None:
+                self._full = MediaStorageFull(f"the media storage is full: {text}")
+                logger.error("%s", self._full)
+            return self._full
 
 
 def _no_credentials(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -432,22 +413,27 @@ def _setting(value: Any, name: str) -> Any:
     return getattr(pfsync_settings, name) if value is None else value
 
 
-def _require_image(head: bytes) -> str:
-    extension = sniff_image_type(head)
-    if extension is None:
-        raise DownloadAttemptFailed(
-            "not_an_image", "the content is not a JPEG, PNG, WebP or GIF image"
-        )
-    return extension
-
-
-def _write(temp: IO[bytes], chunk: bytes) -> None:
+def _require_image_start(head: bytes) -> None:
     try:
-        temp.write(chunk)
+        require_image_start(head)
+    except ImageRejected as exc:
+        raise DownloadAttemptFailed(exc.reason, exc.cause) from exc
+
+
+def _is_storage_full(exc: BaseException) -> bool:
+    """Whether "no space left" (or a spent quota) is among the causes of a storage error."""
+    return any(
+        isinstance(cause, OSError) and cause.errno in STORAGE_FULL_ERRNOS
+        for cause in error_causes(exc)
+    )
+
+
+def _close_quietly(temp: IO[bytes]) -> None:
+    """Close a temporary file; a full disk's error on the final flush is not news by then."""
+    try:
+        temp.close()
     except OSError as exc:
-        raise DownloadAttemptFailed(
-            "storage", f"cannot write temporary file: {os_error_text(exc)}"
-        ) from exc
+        logger.debug("closing a temporary download failed: %s", exc)
 
 
 def _content_length(response: requests.Response) -> int | None:
@@ -469,12 +455,6 @@ def _short_body_text(expected: int | None) -> str:
     return f"body ended before its declared {expected} bytes"
 
 
-def _is_read_timeout(exc: BaseException) -> bool:
-    """requests reports a read timeout while streaming as a ConnectionError; find it."""
-    timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
-    return any(isinstance(cause, timeouts) for cause in error_causes(exc))
-
-
 def _storage_text(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
@@ -482,8 +462,13 @@ def _storage_text(exc: BaseException) -> str:
 
 
 def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Remove a temporary file; a failure is logged (the next run's sweep removes it)."""
+    try:
         os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("could not remove temporary download %s: %s", path, exc)
 
 
 def _plural(count: int, word: str) -> str:

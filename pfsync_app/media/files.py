@@ -7,6 +7,8 @@ listing per prefix on S3, ``listdir`` elsewhere) instead of asking per name.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -14,18 +16,23 @@ import posixpath
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import FileSystemStorage, Storage
 
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.exceptions import SyncAborted, first_line
-from pfsync_app.media.policy import os_error_text
+from pfsync_app.deadline import os_error_text
+from pfsync_app.exceptions import ImageRejected, SyncAborted, first_line
+from pfsync_app.media.decode import decode_image
 
 logger = logging.getLogger("pfsync.media")
 
 CHUNK_SIZE = 64 * 1024
+
+#: errno values that mean the storage has no room left (a full disk, a spent quota).
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 # Temporary downloads live inside a FileSystemStorage's own folder so the final
 # move into place is a rename on the same filesystem: atomic.
@@ -50,18 +57,58 @@ def storage_write_problem(storage: Storage, upload_dir: str | None = None) -> st
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as exc:
+        if exc.errno in STORAGE_FULL_ERRNOS:
+            return f"the media storage is full: {storage.location} has no room left"
         return f"the media folder {storage.location} cannot be written: {os_error_text(exc)}"
     return None
 
 
-def read_back(storage: Storage, name: str) -> tuple[int | None, str]:
-    """``verify_stored``, with (None, "") when the file is gone; SyncAborted when unreadable."""
+@dataclass(frozen=True)
+class StoredCheck:
+    """A stored file read back: its size, its sha256, and why it does not decode ("" if it does)."""
+
+    size: int
+    sha256: str
+    problem: str = ""
+
+
+def inspect_stored(storage: Storage, name: str, *, max_pixels: int) -> StoredCheck | None:
+    """Read a stored file back and decode it; None when it is gone, SyncAborted when unreadable."""
     try:
-        return verify_stored(storage, name)
+        with storage.open(name, "rb") as stored, contextlib.ExitStack() as cleanup:
+            hasher = hashlib.sha256()
+            size = 0
+            # A file that cannot seek is decoded from a copy (Pillow needs to seek).
+            copy = None
+            if not _seekable(stored):
+                copy = cleanup.enter_context(tempfile.SpooledTemporaryFile(8 * CHUNK_SIZE))
+            for chunk in stored.chunks(CHUNK_SIZE):
+                hasher.update(chunk)
+                size += len(chunk)
+                if copy is not None:
+                    copy.write(chunk)
+            problem = _decode_problem(stored if copy is None else copy, max_pixels)
     except FileNotFoundError:
-        return None, ""
+        return None
     except Exception as exc:
         raise SyncAborted(f"cannot read storage file {name!r}: {error_text(exc)}") from exc
+    return StoredCheck(size, hasher.hexdigest(), problem)
+
+
+def _seekable(file: Any) -> bool:
+    try:
+        return bool(file.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _decode_problem(file: Any, max_pixels: int) -> str:
+    """Why the file's bytes are not a whole image ("" when they are)."""
+    try:
+        decode_image(file, max_pixels=max_pixels)
+    except ImageRejected as exc:
+        return f"{exc.cause} ({exc.reason})"
+    return ""
 
 
 def verify_stored(storage: Storage, name: str) -> tuple[int, str]:

@@ -11,9 +11,10 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit, urlunsplit
 
-# Cloud metadata endpoints are refused by name as well, whatever else they are.
+from pfsync_app.deadline import os_error_text
 from pfsync_app.exceptions import DownloadAttemptFailed
 
+# Cloud metadata endpoints are refused by name as well, whatever else they are.
 METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 )
@@ -103,25 +104,3 @@ def require_allowed_url(url: str, allow_private_hosts: bool) -> None:
         if why is not None:
             shown = host if text == host else f"{host} ({text})"
             raise DownloadAttemptFailed("blocked_url", f"{shown} is {why}")
-
-
-def error_causes(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the errors it wraps (requests and urllib3 nest them in args and .reason)."""
-    found: list[BaseException] = []
-    pending: list[BaseException] = [exc]
-    while pending and len(found) < 20:
-        current = pending.pop(0)
-        if any(current is seen for seen in found):
-            continue
-        found.append(current)
-        nested = [*current.args[:1], getattr(current, "reason", None), current.__cause__]
-        pending.extend(item for item in nested if isinstance(item, BaseException))
-    return found
-
-
-def os_error_text(exc: BaseException) -> str:
-    """A short description of a low-level error, without the URL requests' messages quote."""
-    for cause in error_causes(exc):
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror
-    return type(exc).__name__

@@ -24,10 +24,22 @@ API_FAULT_KINDS = (
     "reset",
     "duplicate_first",
     "skip_one",
+    "drip",
 )
-IMAGE_FAULT_KINDS = ("404", "403", "410", "slow", "huge", "html200", "truncated", "wrong_type")
+IMAGE_FAULT_KINDS = (
+    "404",
+    "403",
+    "410",
+    "slow",
+    "huge",
+    "html200",
+    "truncated",
+    "wrong_type",
+    "bytes",
+    "bomb",
+)
 # Faults that change the real answer, so they are taken once the answer is known.
-ANSWER_FAULT_KINDS = ("truncated", "missing_results", "duplicate_first", "skip_one")
+ANSWER_FAULT_KINDS = ("truncated", "missing_results", "duplicate_first", "skip_one", "drip")
 RANDOM_API_STATUSES = (429, 500, 502)
 RANDOM_IMAGE_FAULTS = ("404", "403", "slow", "truncated")
 WINDOW_SECONDS = 60.0
@@ -115,7 +127,11 @@ class Faults:
     ``rate_limit`` (API requests a minute, None for no limit), ``token_rate_limit`` (token
     requests a minute while ``rate_limit`` is set), ``fault_rate`` (share of API requests
     answered 429/500/502), ``image_fault_rate`` (share of image URLs that are 404, 403,
-    slow or truncated on first fetch), ``slow_image_seconds`` and ``huge_image_bytes``.
+    slow or truncated on first fetch), ``slow_image_seconds``, ``huge_image_bytes`` and
+    ``photos`` (serve every image URL, whatever its extension, one of a few noisy 1-3 MB
+    JPEG photos of 2000-4000 px made with Pillow, instead of the small flat pictures) and
+    ``image_mbps`` (each image body sent at most this many megabits a second, as over a
+    real link; None: at once).
     """
 
     def __init__(
@@ -143,6 +159,8 @@ class Faults:
         self.image_fault_rate = image_fault_rate
         self.slow_image_seconds = 5.0
         self.huge_image_bytes = 30 * 1024 * 1024
+        self.photos = False
+        self.image_mbps: float | None = None
         self._tokens = tokens
         self._lock = threading.Lock()
         self._api: list[ScriptedFault] = []
@@ -164,7 +182,9 @@ class Faults:
         A prefix with ``?`` is matched against path and query (``/v1/listings?page=2``).
         ``status`` takes ``status``, optional ``retry_after``, ``content_type``, ``body``;
         ``hang`` takes ``seconds``; ``truncated`` takes ``incomplete`` (declare the whole
-        length and close, instead of a short but complete answer).
+        length and close, instead of a short but complete answer); ``drip`` sends a
+        successful answer ``piece`` bytes (20) every ``interval`` seconds (0.4), its
+        headers too with ``headers=True``.
         """
         if kind not in API_FAULT_KINDS:
             raise ValueError(f"unknown API fault {kind!r}; use one of {', '.join(API_FAULT_KINDS)}")
@@ -179,8 +199,13 @@ class Faults:
     ) -> None:
         """Answer requests for an image URL (or any image of a listing id) with fault ``kind``.
 
-        ``slow`` takes ``seconds``; ``huge`` takes ``size``; ``wrong_type`` serves the
-        image as text/plain, or with ``body="text"`` a text body as image/jpeg.
+        ``slow`` takes ``seconds``; ``huge`` takes ``size``; ``truncated`` sends half
+        the image, declaring the whole length, or with ``content_length=False`` declaring
+        none and closing the connection; ``wrong_type`` serves the image as text/plain
+        (or as ``content_type``, "" for none), or with ``body="text"`` a text body as
+        image/jpeg; ``bytes`` serves ``body`` (bytes) as the image, with the image's type
+        or ``content_type``; ``bomb`` serves a small PNG declaring ``width`` x ``height``
+        pixels (50,000 x 50,000).
         """
         if kind not in IMAGE_FAULT_KINDS:
             raise ValueError(

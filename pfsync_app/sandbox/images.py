@@ -4,12 +4,17 @@ Every image is a skyline-like picture in colours drawn from the path, padded wit
 random bytes in an ancillary chunk (PNG) or a comment segment (JPEG) until it
 reaches the size asked for. The same path and size always give the same bytes, so
 nothing is kept in memory but a small cache.
+
+``photo(path)`` is the other kind, for benchmarks: one of a few noisy JPEG
+photos of 2000-4000 px and 1-3 MB, made with Pillow, as costly to decode as a
+real listing photo (the flat pictures above decode in no time).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import math
 import random
 import struct
@@ -195,6 +200,66 @@ def _jpeg(path: str, target_bytes: int, width: int, height: int) -> bytes:
         comments.append(_segment(0xFFFE, rng.randbytes(payload)))
         remaining -= payload + 4
     return b"\xff\xd8" + app0 + b"".join(comments) + dqt + sof + dht + sos + scan + b"\xff\xd9"
+
+
+# --- photos: noisy JPEGs, costly to decode like a camera's (Pillow makes them, once each).
+
+PHOTO_SIZES = ((2000, 1500), (2400, 1600), (3000, 2000), (3200, 2400), (4000, 2667), (4000, 3000))
+PHOTO_BYTES = (1_000_000, 3_000_000)
+
+
+def photo(path: str) -> bytes:
+    """The photo served at ``path``: one of ``len(PHOTO_SIZES)``, chosen by the path."""
+    digest = hashlib.sha256(f"photo:{path}".encode()).digest()
+    return _photo(digest[0] % len(PHOTO_SIZES))
+
+
+@functools.lru_cache(maxsize=len(PHOTO_SIZES))
+def _photo(index: int) -> bytes:
+    """A street scene under a sky, grained like a high-ISO photo, between 1 and 3 MB."""
+    from PIL import Image, ImageDraw
+
+    width, height = PHOTO_SIZES[index]
+    rng = random.Random(f"photo:{index}")
+    scene = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(scene)
+    sky = [rng.randrange(90, 200) for _ in range(3)]
+    for y in range(0, height, 8):
+        share = y / height
+        draw.rectangle(
+            (0, y, width, y + 8), fill=tuple(int(c * (1 - share) + 60 * share) for c in sky)
+        )
+    for _ in range(60):
+        x, y = rng.randrange(width), rng.randrange(height // 3, height)
+        colour = tuple(rng.randrange(40, 220) for _ in range(3))
+        draw.rectangle((x, y, x + rng.randrange(width // 10, width // 4), height), fill=colour)
+    # Grain: a noise tile repeated; JPEG codes each 8x8 block alone, so it costs as much
+    # to decode as noise everywhere, and it is made in a fraction of the time.
+    tile = Image.merge("RGB", [Image.effect_noise((256, 256), 40) for _ in range(3)])
+    grain = Image.new("RGB", (width, height))
+    for x in range(0, width, 256):
+        for y in range(0, height, 256):
+            grain.paste(tile, (x, y))
+    picture = Image.blend(scene, grain, 0.4)
+    quality = 90
+    while True:
+        out = io.BytesIO()
+        picture.save(out, "JPEG", quality=quality)
+        if out.tell() <= PHOTO_BYTES[1] or quality <= 40:
+            return out.getvalue()
+        quality -= 4
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG declaring ``width`` x ``height`` pixels: a decompression bomb.
+
+    Its pixel data is a few rows of zeros; a decoder that trusts the header would
+    allocate ``width * height * 3`` bytes before noticing.
+    """
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = zlib.compress(bytes(min(width * 3 + 1, 1 << 16)))
+    chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    return PNG_SIGNATURE + chunks
 
 
 def huge_stream(size: int, chunk_size: int = 64 * 1024) -> Iterator[bytes]:

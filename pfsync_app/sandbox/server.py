@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pfsync_app.sandbox.faults import ANSWER_FAULT_KINDS, API_FAULT_KINDS, Faults, TokenStore
-from pfsync_app.sandbox.images import content_type_for, huge_stream, render_image
+from pfsync_app.sandbox.images import bomb_png, content_type_for, huge_stream
 from pfsync_app.sandbox.locations import LOCATIONS, location_json, location_path
 from pfsync_app.sandbox.store import SandboxData
 from pfsync_app.sandbox.webhooks import EVENT_TYPES, WebhookHub
@@ -228,10 +228,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_problem_answer(500, "the sandbox failed to answer this request"))
 
     def _send(
-        self, answer: Answer, *, declared_length: int | None = None, close: bool = False
+        self,
+        answer: Answer,
+        *,
+        declared_length: int | None = None,
+        close: bool = False,
+        mbps: float | None = None,
     ) -> None:
         self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
+        if answer.content_type:
+            self.send_header("Content-Type", answer.content_type)
         length = len(answer.body) if declared_length is None else declared_length
         self.send_header("Content-Length", str(length))
         for name, value in answer.headers.items():
@@ -241,8 +247,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(answer.body)
+            self._write_body(answer.body, mbps)
         self.wfile.flush()
+
+    def _write_body(self, body: bytes, mbps: float | None) -> None:
+        """Write ``body``, at most ``mbps`` megabits a second when given (a link's speed)."""
+        if not mbps:
+            self.wfile.write(body)
+            return
+        step = 64 * 1024
+        bits_per_second = mbps * 1_000_000
+        started = time.monotonic()
+        for offset in range(0, len(body), step):
+            piece = body[offset : offset + step]
+            # Each piece leaves once the link would have carried it; paced against the
+            # clock, so the sleeps' overshoot does not add up.
+            ahead = started + (offset + len(piece)) * 8 / bits_per_second - time.monotonic()
+            if ahead > 0:
+                self.server.sandbox._sleep(ahead)
+            self.wfile.write(piece)
+            self.wfile.flush()
 
     def _reset(self) -> None:
         # Linger 0 makes close() send RST: the client sees the connection dropped.
@@ -292,7 +316,10 @@ class _Handler(BaseHTTPRequestHandler):
                 error["pointer"] = exc.pointer
             answer = _problem_answer(exc.status, exc.detail, errors=[error])
         if answer.status == 200 and answer.content_type == "application/json":
-            cut = faults.take(target, ("truncated",))
+            cut = faults.take(target, ("truncated", "drip"))
+            if cut is not None and cut.kind == "drip":
+                self._drip(answer, cut.params)
+                return
             if cut is not None:
                 half = answer.body[: len(answer.body) // 2]
                 if cut.params.get("incomplete"):
@@ -303,6 +330,27 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send(answer._replace(body=half))
                 return
         self._send(answer)
+
+    def _drip(self, answer: Answer, params: dict[str, Any]) -> None:
+        """Send an answer ``piece`` bytes every ``interval`` seconds (the headers too, if asked)."""
+        piece = max(1, int(params.get("piece", 20)))
+        interval = float(params.get("interval", 0.4))
+        head = (
+            f"HTTP/1.1 {answer.status} {HTTPStatus(answer.status).phrase}\r\n"
+            f"Content-Type: {answer.content_type}\r\n"
+            f"Content-Length: {len(answer.body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        self.close_connection = True
+        data = head + answer.body
+        if not params.get("headers"):
+            self.wfile.write(head)
+            data = answer.body
+        for offset in range(0, len(data), piece):
+            self.wfile.write(data[offset : offset + piece])
+            self.wfile.flush()
+            if offset + piece < len(data):
+                self.server.sandbox._sleep(interval)
 
     def _scripted_api_fault(self, kind: str, params: dict[str, Any]) -> None:
         if kind == "reset":
@@ -561,14 +609,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if kind == "slow":
             sandbox._sleep(float(params.get("seconds", faults.slow_image_seconds)))
-        size = sandbox.data.image_size(path)
-        if size is None:
+        if sandbox.data.image_size(path) is None:
             self._send(Answer(404, S3_ERRORS[404], "application/xml", {}))
             return
-        body = render_image(path, faults.image_bytes, *size)
-        content_type = content_type_for(path)
+        body = sandbox.data.image_bytes(path)
+        content_type = "image/jpeg" if faults.photos else content_type_for(path)
         headers = {"Cache-Control": "public, max-age=31536000", "Accept-Ranges": "bytes"}
-        if kind == "truncated":
+        if kind == "bytes":
+            body = params["body"]
+            content_type = params.get("content_type", content_type)
+        elif kind == "bomb":
+            body = bomb_png(int(params.get("width", 50_000)), int(params.get("height", 50_000)))
+            content_type = "image/png"
+        if kind == "truncated" and params.get("content_length", True) is False:
+            # No length announced: the body simply ends when the connection closes.
+            self._send_until_close(body[: len(body) // 2], content_type, headers)
+        elif kind == "truncated":
             self._send(
                 Answer(200, body[: len(body) // 2], content_type, headers),
                 declared_length=len(body),
@@ -577,9 +633,25 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "wrong_type" and params.get("body") == "text":
             self._send(Answer(200, b"This is not an image.\n", "image/jpeg", headers))
         elif kind == "wrong_type":
-            self._send(Answer(200, body, "text/plain", headers))
+            self._send(Answer(200, body, params.get("content_type", "text/plain"), headers))
+        elif kind == "bytes" and params.get("content_length", True) is False:
+            self._send_until_close(body, content_type, headers)
         else:
-            self._send(Answer(200, body, content_type, headers))
+            self._send(Answer(200, body, content_type, headers), mbps=faults.image_mbps)
+
+    def _send_until_close(self, body: bytes, content_type: str, headers: dict[str, str]) -> None:
+        """An answer without Content-Length: its body is whatever comes before the close."""
+        self.send_response(200)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self.wfile.flush()
 
     def _huge(self, size: int) -> None:
         self.send_response(200)
@@ -707,6 +779,7 @@ class Sandbox:
             images_per_listing=images_per_listing,
             base_url=self.url,
             image_size=lambda: self.faults.image_bytes,
+            photos=lambda: self.faults.photos,
         )
         self.data.set_listener(self.webhooks.publish)
         self._thread: threading.Thread | None = None

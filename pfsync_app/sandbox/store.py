@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pfsync_app.sandbox import generate
-from pfsync_app.sandbox.images import render_image
+from pfsync_app.sandbox.images import photo, render_image
 from pfsync_app.sandbox.locations import LOCATIONS, location_json
 
 
@@ -65,6 +65,10 @@ def is_live(listing: Mapping[str, Any]) -> bool:
     return (listing.get("state") or {}).get("stage") == "live"
 
 
+#: The pixels of an image the API gives no width and height for.
+UNSIZED = (800, 600)
+
+
 class SandboxData:
     """Thread-safe store of the sandbox's users, listings, images and locations."""
 
@@ -77,12 +81,14 @@ class SandboxData:
         images_per_listing: int,
         base_url: str,
         image_size: Callable[[], int],
+        photos: Callable[[], bool] = lambda: False,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.seed = seed
         self.images_per_listing = images_per_listing
         self.base_url = base_url
         self._image_size = image_size
+        self._photos = photos
         self._now = now
         self._lock = threading.RLock()
         self._listener: Listener | None = None
@@ -192,7 +198,9 @@ class SandboxData:
             for image in (listing.get("media") or {}).get("images") or []:
                 for variant in image.values():
                     if isinstance(variant, dict) and variant.get("url") == full:
-                        return int(variant.get("width") or 0), int(variant.get("height") or 0)
+                        # An image whose size the API leaves out is still a picture.
+                        width, height = variant.get("width"), variant.get("height")
+                        return int(width or UNSIZED[0]), int(height or UNSIZED[1])
         return None
 
     def image_bytes(self, url: str) -> bytes:
@@ -200,7 +208,10 @@ class SandboxData:
         size = self.image_size(url)
         if size is None:
             raise KeyError(f"the sandbox serves no image at {url!r}")
-        return render_image(urlsplit(url).path, self._image_size(), *size)
+        path = urlsplit(url).path
+        if self._photos():
+            return photo(path)
+        return render_image(path, self._image_size(), *size)
 
     # --- changing listings
 

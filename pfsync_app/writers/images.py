@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from pfsync_app.atlas.records import ListingImage
@@ -74,12 +75,13 @@ def write_images(
     for image in values.images:
         row = plan.keep.get(image.position) or plan.replace.get(image.position)
         file = stored.get(image.position)
+        width, height = _dimensions(image, file, row)
         if row is not None:
             dirty = False
             for attr, value in (
                 ("position", image.position),
-                ("width", image.width),
-                ("height", image.height),
+                ("width", width),
+                ("height", height),
                 ("is_active", True),
             ):
                 if getattr(row, attr) != value:
@@ -98,8 +100,8 @@ def write_images(
                 image=file.name,
                 source_url=image.source_url,
                 position=image.position,
-                width=image.width,
-                height=image.height,
+                width=width,
+                height=height,
                 is_active=True,
                 created_at=now,
             )
@@ -126,6 +128,19 @@ def write_images(
                 row.pk = row.id = ids[row.image]
         outcome.images_added = len(created)
     record_checksums(checksum_rows, now)
+
+
+def _dimensions(
+    image: ImageValues, file: StoredImage | None, row: PropertyImage | None
+) -> tuple[int | None, int | None]:
+    """The API's width and height; when it gives none, the decoded file's (else the row's)."""
+    if image.width is not None or image.height is not None:
+        return image.width, image.height
+    if file is not None and file.width is not None:
+        return file.width, file.height
+    if row is not None:
+        return row.width, row.height
+    return None, None
 
 
 def record_checksums(rows: list[tuple[PropertyImage, StoredImage]], now: datetime) -> None:
@@ -207,6 +222,14 @@ def repoint_image(
     updates: dict[str, Any] = {"image": stored.name}
     if moved is not None:
         updates.update(source_url=moved.url, width=moved.width, height=moved.height)
+        if moved.width is None and moved.height is None:
+            updates.update(width=stored.width, height=stored.height)
+    elif stored.width is not None:
+        # A row the API gave no size for takes the decoded one; any other keeps its own.
+        updates.update(
+            width=Coalesce("width", Value(stored.width)),
+            height=Coalesce("height", Value(stored.height)),
+        )
     with transaction.atomic():
         changed = PropertyImage.objects.filter(pk=image_id, image=old_name, is_active=True).update(
             **updates

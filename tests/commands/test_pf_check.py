@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -193,3 +194,25 @@ def test_pf_check_unreferenced_is_quiet_when_every_file_has_its_row(synced):
     code, out = run_command("pf_check", "--unreferenced")
     assert code == 0
     assert "No unreferenced files in the image folder." in out
+
+
+def test_pf_check_verify_finds_a_file_that_no_longer_decodes_though_its_checksum_matches(synced):
+    rows = image_rows()
+    row = rows[4]
+    path = Path(default_storage.path(row.image))
+    half = path.read_bytes()[: path.stat().st_size // 2]
+    path.write_bytes(half)
+    # As an importer that stored the broken file would have recorded it: its own checksum.
+    ImageFile.objects.filter(image_id=row.pk).update(
+        size=len(half), sha256=hashlib.sha256(half).hexdigest()
+    )
+
+    status, out = run_command("pf_check", "--verify", "--json")
+
+    report = json.loads(out)
+    assert status == 1
+    (missing,) = report["missing"]
+    assert (missing["image_id"], missing["reason"]) == (row.pk, "corrupt")
+    assert missing["detail"].startswith("it does not decode: ")
+    assert missing["detail"].endswith("data ends before the image does (truncated)")
+    assert run_command("pf_check")[0] == 0  # the cheap check cannot tell

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -282,3 +283,58 @@ def test_when_the_api_is_down_old_urls_are_still_repaired_and_moved_ones_say_why
     assert "HTTP 404 Not Found" in failure.cause
     assert "the Property Finder API cannot be reached" in failure.cause
     assert ReportEntry.objects.filter(action="api.unreachable", level="warning").count() == 1
+
+
+def test_pf_repair_verify_mends_a_file_that_no_longer_decodes_like_a_missing_one(synced):
+    rows = image_rows()
+    row = rows[5]
+    broken = Path(default_storage.path(row.image))
+    html = b"\xff\xd8\xff\xe0<!DOCTYPE html><html><body>Gone</body></html>".ljust(64)
+    broken.write_bytes(html)
+    ImageFile.objects.filter(image_id=row.pk).update(
+        size=len(html), sha256=hashlib.sha256(html).hexdigest()
+    )
+
+    result = repair_images(RepairOptions(verify=True))
+
+    assert [(r.image.image_id, r.image.reason) for r in result.repaired] == [(row.pk, "corrupt")]
+    now = fresh(row)
+    assert now.image != row.image
+    assert stored_bytes(now) == synced.data.image_bytes(row.source_url)
+    assert broken.read_bytes() == html  # the old file is left in place, as always
+    assert check_images(verify=True).exit_code == 0
+
+
+def test_pf_repair_never_stores_a_broken_download_and_leaves_the_row_to_the_next_repair(synced):
+    rows = image_rows()
+    row = rows[6]
+    lose(row)
+    synced.faults.add_image(row.source_url, "truncated", times=None, content_length=False)
+
+    result = repair_images(RepairOptions())
+
+    (failure,) = result.failed
+    assert (failure.image.image_id, failure.reason) == (row.pk, "truncated")
+    assert fresh(row).image == row.image
+    synced.faults.clear()
+    assert repair_images(RepairOptions()).exit_code == 0
+
+
+def test_a_full_media_storage_stops_the_repair_with_one_sentence_and_status_2(synced, settings):
+    for row in image_rows()[:3]:
+        lose(row)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "tests.fixtures.faults.FullDiskStorage"},
+    }
+
+    with pytest.raises(CommandError) as caught:
+        call_command("pf_repair", stdout=StringIO(), stderr=StringIO())
+
+    assert caught.value.returncode == 2
+    assert str(caught.value).startswith(
+        "pf_repair could not run: the media storage is full: cannot save property_images/"
+    )
+    assert str(caught.value).endswith(": No space left on device")
+    run = SyncRun.objects.get(command="pf_repair")
+    assert (run.status, run.images_failed) == ("failed", 0)

@@ -8,13 +8,17 @@ run without the fault downloads what was missing.
 from __future__ import annotations
 
 import os
+import re
 import time
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 
+from pfsync_app.exceptions import MediaStorageFull
 from pfsync_app.jobs.sync import SyncOptions
 from pfsync_app.media.files import TEMP_DIR_NAME
-from pfsync_app.models import Property, PropertyImage
+from pfsync_app.models import Property, PropertyImage, SyncRun
 from pfsync_app.sandbox.store import is_live
 from tests.fixtures.faults import FillingDiskStorage, Scenario, entries, media_root, stray_files
 
@@ -84,9 +88,7 @@ def test_an_image_cut_off_once_is_downloaded_again_within_the_same_run(scenario)
     scenario.converge()
 
 
-def test_a_full_disk_fails_the_images_and_saves_the_listings_without_dangling_rows(
-    scenario, settings
-):
+def test_a_full_disk_stops_the_run_early_with_one_sentence_and_exit_status_2(scenario, settings):
     sb = scenario.sb
     storages = settings.STORAGES
     settings.STORAGES = {
@@ -94,20 +96,29 @@ def test_a_full_disk_fails_the_images_and_saves_the_listings_without_dangling_ro
         "default": {"BACKEND": "tests.fixtures.faults.FullDiskStorage"},
     }
 
-    result = scenario.sync()
+    with pytest.raises(CommandError) as info:
+        call_command("pf_sync", stdout=StringIO(), stderr=StringIO())
 
-    assert result.exit_code == 1
-    failed = entries(result.run_id, level="error", action="image.failed")
-    assert failed and all("No space left on device" in e.message for e in failed)
-    assert all("(storage)" in e.message for e in failed)
-    assert Property.objects.count() == len(sb.data.listings())
+    assert info.value.returncode == 2
+    assert re.fullmatch(
+        r"pf_sync could not run: the media storage is full: cannot save "
+        r"property_images/[0-9a-f]{32}\.(jpg|png): No space left on device",
+        str(info.value),
+    )
+    run = SyncRun.objects.get(command="pf_sync")
+    assert run.status == "failed" and run.message.startswith("the media storage is full: ")
+    # One sentence for the run, not one failure per image.
+    assert entries(run.pk, action="image.failed") == []
     assert PropertyImage.objects.count() == 0
     assert stray_files() == []
     settings.STORAGES = storages
     scenario.converge()
+    assert Property.objects.count() == len(sb.data.listings())
 
 
-def test_a_disk_filling_up_mid_run_keeps_every_row_on_an_existing_file(scenario, settings):
+def test_a_disk_filling_up_mid_run_stops_it_and_keeps_every_row_on_an_existing_file(
+    scenario, settings
+):
     storages = settings.STORAGES
     settings.STORAGES = {
         **storages,
@@ -115,13 +126,12 @@ def test_a_disk_filling_up_mid_run_keeps_every_row_on_an_existing_file(scenario,
     }
     FillingDiskStorage.saved = 0
 
-    result = scenario.sync(SyncOptions(concurrency=1))
+    with pytest.raises(MediaStorageFull, match=r"^the media storage is full: cannot save "):
+        scenario.sync(SyncOptions(concurrency=1))
 
-    assert result.exit_code == 1
-    assert result.counters["images_downloaded"] == FillingDiskStorage.FILL_AFTER
     for name in PropertyImage.objects.values_list("image", flat=True):
         assert (media_root() / name).is_file()
-    assert PropertyImage.objects.count() == FillingDiskStorage.FILL_AFTER
+    assert 0 < PropertyImage.objects.count() <= FillingDiskStorage.FILL_AFTER
     assert stray_files() == []
     settings.STORAGES = storages
     scenario.converge()

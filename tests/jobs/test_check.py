@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 
@@ -12,6 +13,7 @@ from django.core.files.storage import FileSystemStorage, InMemoryStorage, Storag
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from PIL import Image
 
 from pfsync_app.exceptions import SyncAborted
 from pfsync_app.jobs.check import UnknownProperty, check_images, find_missing_images
@@ -31,7 +33,16 @@ pytestmark = pytest.mark.django_db
 
 HOST_TABLES = [m._meta.db_table for m in (Area, Agent, Property, PropertyImage)]
 WRITE_SQL = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
-JPEG = b"\xff\xd8\xff\xe0" + b"pfsync test image " * 20
+
+
+def _jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (24, 16), (200, 120, 40)).save(out, "JPEG")
+    return out.getvalue()
+
+
+# --verify decodes every file: the stored bytes must be a real image.
+JPEG = _jpeg()
 
 
 def make_property(pf_id: str | None = "PF1") -> Property:

@@ -176,7 +176,7 @@ def test_the_secret_and_tokens_appear_in_no_log_entry_report_file_run_or_admin_p
     assert all(page.status_code == 200 for page in pages)
     texts = [t if isinstance(t, str) else t.content.decode() for t in texts]
     everything = "\n".join(texts)
-    assert "HTTP 404" in everything and "401" in everything and "gave up after" in everything
+    assert "HTTP 404" in everything and "401" in everything and "attempts over" in everything
     assert SECRET not in everything
     for token in tokens:
         assert token not in everything

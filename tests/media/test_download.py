@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import struct
+import tempfile
 import threading
 import time
 import zlib
@@ -20,10 +21,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 from django.core.files.storage import FileSystemStorage, InMemoryStorage
+from PIL import Image
 
-from pfsync_app.exceptions import ImageDownloadError
+from pfsync_app.deadline import DeadlineAdapter
+from pfsync_app.exceptions import ImageDownloadError, MediaStorageFull
+from pfsync_app.media import download, files
 from pfsync_app.media.download import ImageDownloader
 from pfsync_app.media.files import TEMP_DIR_NAME, verify_stored
+from pfsync_app.sandbox.images import bomb_png
 
 
 def make_png(width=3, height=2):
@@ -577,11 +582,14 @@ def test_html_served_as_image_jpeg_is_refused_by_its_bytes(image_host, make_down
     assert files_under(media_root) == []
 
 
-def test_an_svg_is_not_accepted_as_an_image(image_host, make_downloader):
+def test_an_svg_is_refused_as_a_format_pfsync_does_not_store(image_host, make_downloader):
     svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
     url = image_host.route("/a.svg", reply(200, svg, "image/svg+xml"))
 
-    assert download_error(make_downloader(), url).reason == "not_an_image"
+    error = download_error(make_downloader(), url)
+
+    assert (error.reason, error.permanent) == ("unsupported_format", True)
+    assert "the content is SVG, an image format pfsync does not store" in error.message
 
 
 def test_a_declared_length_above_the_cap_is_refused_before_reading(
@@ -636,16 +644,14 @@ def test_a_body_shorter_than_its_content_length_is_truncated_and_retried(
 # ---- storage failures -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("code", "text"),
-    [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")],
-)
 def test_a_storage_that_cannot_write_fails_with_the_os_error_and_leaves_nothing(
-    image_host, make_downloader, media_root, sleeps, code, text
+    image_host, make_downloader, media_root, sleeps
 ):
+    text = "Read-only file system"
+
     class FailingStorage(FileSystemStorage):
         def _save(self, name, content):
-            raise OSError(code, os.strerror(code))
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
     url = image_host.route("/a.png", reply(200, PNG))
 
@@ -659,3 +665,232 @@ def test_a_storage_that_cannot_write_fails_with_the_os_error_and_leaves_nothing(
     )
     assert sleeps == []
     assert files_under(media_root) == []
+
+
+def test_a_full_disk_stops_with_one_sentence_and_later_downloads_fetch_nothing(
+    image_host, make_downloader, media_root, sleeps
+):
+    class FullStorage(FileSystemStorage):
+        def _save(self, name, content):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
+
+    url = image_host.route("/a.png", reply(200, PNG))
+    downloader = make_downloader(storage=FullStorage(location=media_root))
+
+    with pytest.raises(MediaStorageFull) as full:
+        downloader.download(url)
+    with pytest.raises(MediaStorageFull) as again:
+        downloader.download(url)
+
+    assert re.fullmatch(
+        r"the media storage is full: cannot save property_images/[0-9a-f]{32}\.png: "
+        r"No space left on device",
+        str(full.value),
+    )
+    assert again.value is full.value
+    assert image_host.hits["/a.png"] == 1
+    assert sleeps == []
+    assert files_under(media_root) == []
+
+
+class FullTempFile:
+    """A temporary file on a full disk: writes fail, and so does the final flush of close()."""
+
+    def __init__(self, real, code):
+        self.real = real
+        self.name = real.name
+        self.code = code
+
+    def write(self, data):
+        raise OSError(self.code, os.strerror(self.code))
+
+    def close(self):
+        self.real.close()
+        raise OSError(self.code, os.strerror(self.code))
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_temporary_file_on_a_full_disk_is_removed_and_its_error_is_the_one_reported(
+    image_host, make_downloader, media_root, monkeypatch, code
+):
+    real = tempfile.NamedTemporaryFile
+
+    def on_full_disk(*args, **kwargs):
+        return FullTempFile(real(*args, **kwargs), code)
+
+    monkeypatch.setattr(download.tempfile, "NamedTemporaryFile", on_full_disk)
+    url = image_host.route("/a.png", reply(200, PNG))
+
+    with pytest.raises(MediaStorageFull) as full:
+        make_downloader().download(url)
+
+    assert str(full.value) == (
+        f"the media storage is full: cannot write a temporary file: {os.strerror(code)}"
+    )
+    assert files_under(media_root) == []
+
+
+# ---- decoding before accepting ----------------------------------------------------------------
+
+
+def pillow_jpeg(width=120, height=80):
+    out = io.BytesIO()
+    noise = Image.effect_noise((width, height), 40)
+    Image.merge("RGB", [noise] * 3).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+PHOTO = pillow_jpeg()
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/octet-stream", "binary/octet-stream", None, "image/jpeg"]
+)
+def test_a_jpeg_served_as_binary_or_without_a_type_is_stored_because_it_decodes(
+    image_host, make_downloader, media_root, content_type
+):
+    url = image_host.route("/a.jpg", reply(200, PHOTO, content_type))
+
+    stored = make_downloader().download(url)
+
+    assert (media_root / stored.name).read_bytes() == PHOTO
+    assert (stored.content_type, stored.width, stored.height) == ("image/jpeg", 120, 80)
+
+
+@pytest.mark.parametrize("content_type", ["application/octet-stream", "binary/octet-stream", None])
+def test_html_served_as_binary_is_refused_by_its_bytes(
+    image_host, make_downloader, media_root, content_type
+):
+    url = image_host.route("/a.jpg", reply(200, HTML, content_type))
+
+    assert download_error(make_downloader(), url).reason == "not_an_image"
+    assert files_under(media_root) == []
+
+
+def test_a_body_cut_off_without_content_length_is_truncated_retried_and_never_stored(
+    image_host, make_downloader, media_root, sleeps
+):
+    half = PHOTO[: len(PHOTO) // 2]
+    url = image_host.route("/a.jpg", reply(200, half, "image/jpeg", length="omit"))
+
+    error = download_error(make_downloader(max_retries=2), url)
+
+    assert (error.reason, error.permanent) == ("truncated", False)
+    assert error.message == (
+        f"image {url}: the JPEG data ends before the image does after 2 attempts"
+    )
+    assert image_host.hits["/a.jpg"] == 2
+    assert sleeps == [2.0]
+    assert files_under(media_root) == []
+
+
+def test_a_cut_off_body_is_stored_once_a_retry_brings_the_whole_image(
+    image_host, make_downloader, media_root
+):
+    half = PHOTO[: len(PHOTO) // 2]
+    url = image_host.route(
+        "/a.jpg", reply(200, half, "image/jpeg", length="omit"), reply(200, PHOTO, "image/jpeg")
+    )
+
+    stored = make_downloader().download(url)
+
+    assert (media_root / stored.name).read_bytes() == PHOTO
+    assert files_under(media_root) == [stored.name]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\xff\xd8\xff\xe0" + HTML[:60], "not_an_image"),
+        (bomb_png(50_000, 50_000), "too_many_pixels"),
+        (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(64), "unsupported_format"),
+    ],
+    ids=["html-behind-jpeg-magic", "bomb", "avif"],
+)
+def test_bytes_that_are_not_a_whole_stored_image_are_refused_at_once_and_leave_nothing(
+    image_host, make_downloader, media_root, sleeps, body, reason
+):
+    url = image_host.route("/a.jpg", reply(200, body, "image/jpeg"))
+
+    error = download_error(make_downloader(), url)
+
+    assert (error.reason, error.permanent) == (reason, True)
+    assert image_host.hits["/a.jpg"] == 1
+    assert sleeps == []
+    assert files_under(media_root) == []
+
+
+def test_the_pixel_cap_comes_from_pf_image_max_pixels(image_host, make_downloader, settings):
+    settings.PF_IMAGE_MAX_PIXELS = 120 * 80 - 1
+    url = image_host.route("/a.jpg", reply(200, PHOTO, "image/jpeg"))
+
+    assert make_downloader().max_pixels == 120 * 80 - 1
+    assert download_error(make_downloader(), url).reason == "too_many_pixels"
+
+
+def slow_headers(then, seen, lines=30, interval=0.2):
+    """Send the status line, one header line every ``interval`` s, then ``then`` (body, type).
+
+    ``seen["cut"]`` tells whether the client hung up before the headers were all sent.
+    """
+
+    def respond(handler):
+        try:
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for index in range(lines):
+                handler.wfile.write(f"X-Pad-{index}: {'x' * 20}\r\n".encode())
+                handler.wfile.flush()
+                time.sleep(interval)
+        except OSError:
+            seen["cut"] = True
+            return
+        seen["cut"] = False
+        handler.wfile.write(
+            f"Content-Type: {then[1]}\r\nContent-Length: {len(then[0])}\r\n\r\n".encode()
+        )
+        handler.wfile.write(then[0])
+
+    return respond
+
+
+def test_headers_dripping_in_slower_than_the_deadline_are_cut_on_a_deadline_session(
+    image_host, media_root
+):
+    seen = {}
+    url = image_host.route("/a.jpg", slow_headers((PHOTO, "image/jpeg"), seen))
+    with requests.Session() as session:
+        session.trust_env = False
+        session.mount("http://", DeadlineAdapter())
+        downloader = ImageDownloader(
+            session,
+            storage=FileSystemStorage(location=media_root),
+            allow_private_hosts=True,
+            timeout=1.0,
+            max_retries=1,
+        )
+
+        error = download_error(downloader, url)
+
+    assert error.reason == "timeout"
+    wait_until(lambda: "cut" in seen)
+    assert seen["cut"] is True, "the connection was left open until the headers were all sent"
+    assert files_under(media_root) == []
+
+
+def wait_until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_media_folder_already_full_is_said_so_before_any_download(media_root, monkeypatch, code):
+    def full_disk(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(files.tempfile, "NamedTemporaryFile", full_disk)
+
+    problem = files.storage_write_problem(FileSystemStorage(location=media_root))
+
+    assert problem == f"the media storage is full: {media_root} has no room left"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import socket
+import struct
 import time
 
 import pytest
 import requests
+from PIL import Image
 
 from pfsync_app.sandbox import Sandbox
 from tests.fixtures.sandbox import SandboxApi
@@ -255,3 +259,129 @@ def _outcome(session: requests.Session, url: str) -> str:
     except requests.exceptions.ChunkedEncodingError:
         return "truncated"
     return "ok" if response.status_code == 200 else str(response.status_code)
+
+
+def _raw_get(url: str) -> bytes:
+    """Everything the server sends for a GET, headers included, until it closes."""
+    parts = requests.utils.urlparse(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:
+        conn.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    return received
+
+
+def test_truncated_images_without_content_length_end_when_the_connection_closes(
+    sandbox: Sandbox,
+) -> None:
+    url = _first_image(sandbox)
+    sandbox.faults.add_image(url, "truncated", times=1, content_length=False)
+    whole = sandbox.data.image_bytes(url)
+
+    raw = _raw_get(url)
+
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert b"content-length" not in head.lower()
+    assert b"connection: close" in head.lower()
+    assert body == whole[: len(whole) // 2]
+    assert requests.get(url, timeout=5).content == whole
+
+
+@pytest.mark.parametrize("content_type", ["binary/octet-stream", "application/octet-stream", ""])
+def test_wrong_type_can_lie_with_any_content_type_or_none(
+    sandbox: Sandbox, content_type: str
+) -> None:
+    url = _first_image(sandbox)
+    sandbox.faults.add_image(url, "wrong_type", times=1, content_type=content_type)
+
+    response = requests.get(url, timeout=5)
+
+    assert response.headers.get("Content-Type") == (content_type or None)
+    assert response.content == sandbox.data.image_bytes(url)
+
+
+def test_bytes_serves_whatever_bytes_are_given_as_the_image(sandbox: Sandbox) -> None:
+    url = _first_image(sandbox)
+    sandbox.faults.add_image(url, "bytes", times=1, body=b"\xff\xd8\xff half")
+    sandbox.faults.add_image(url, "bytes", times=1, body=b"GIF89a", content_type="image/gif")
+
+    first, second = requests.get(url, timeout=5), requests.get(url, timeout=5)
+
+    assert (first.content, first.headers["Content-Type"]) == (b"\xff\xd8\xff half", "image/jpeg")
+    assert (second.content, second.headers["Content-Type"]) == (b"GIF89a", "image/gif")
+
+
+def test_a_bomb_is_a_tiny_png_declaring_a_huge_size(sandbox: Sandbox) -> None:
+    url = _first_image(sandbox)
+    sandbox.faults.add_image(url, "bomb", times=1)
+
+    response = requests.get(url, timeout=5)
+
+    assert response.headers["Content-Type"] == "image/png"
+    assert len(response.content) < 1000
+    width, height = struct.unpack(">II", response.content[16:24])
+    assert (width, height) == (50_000, 50_000)
+
+
+def test_drip_sends_an_answer_a_few_bytes_at_a_time(sandbox_api: SandboxApi) -> None:
+    sleeps: list[float] = []
+    sandbox_api.sandbox._sleep = sleeps.append
+    sandbox_api.sandbox.faults.add("/v1/users", "drip", piece=100, interval=0.4)
+
+    response = sandbox_api.get("/v1/users")
+
+    assert response.status_code == 200
+    assert response.json()["data"]
+    assert len(sleeps) == -(-len(response.content) // 100) - 1
+    assert set(sleeps) == {0.4}
+
+
+def test_drip_with_headers_sends_the_headers_slowly_too(sandbox_api: SandboxApi) -> None:
+    sleeps: list[float] = []
+    sandbox_api.sandbox._sleep = sleeps.append
+    sandbox_api.sandbox.faults.add("/v1/users", "drip", piece=10, interval=0.1, headers=True)
+
+    response = sandbox_api.get("/v1/users")
+
+    assert response.json()["data"]
+    # Every 10 bytes of the status line and headers cost a wait as well.
+    assert len(sleeps) > len(response.content) // 10 + 5
+
+
+def test_photos_serve_noisy_jpegs_of_one_to_three_mb_and_2000_to_4000_px() -> None:
+    with Sandbox(users=1, listings=6, images_per_listing=3, seed=5) as sb:
+        sb.faults.photos = True
+        urls = [
+            image["original"]["url"]
+            for listing in sb.data.listings()
+            for image in listing["media"]["images"]
+        ]
+        assert {url.rsplit(".", 1)[1] for url in urls} == {"jpg", "png"}
+        sizes = set()
+        for url in urls:
+            response = requests.get(url, timeout=30)
+            body = response.content
+            assert body == sb.data.image_bytes(url)
+            assert response.headers["Content-Type"] == "image/jpeg"
+            assert 1_000_000 <= len(body) <= 3_000_000
+            with Image.open(io.BytesIO(body)) as picture:
+                assert 2000 <= picture.width <= 4000 and picture.format == "JPEG"
+                picture.load()
+                sizes.add(picture.size)
+        assert len(sizes) > 1
+
+
+def test_image_mbps_paces_image_bodies_like_a_link_of_that_speed(sandbox: Sandbox) -> None:
+    sleeps: list[float] = []
+    sandbox._sleep = sleeps.append
+    sandbox.faults.image_bytes = 200_000
+    sandbox.faults.image_mbps = 8.0  # one megabyte a second
+    url = _first_image(sandbox)
+
+    body = requests.get(url, timeout=30).content
+
+    assert body == sandbox.data.image_bytes(url)
+    # A fake sleep passes no time: the last wait is the whole body's time at that speed.
+    assert len(sleeps) == 4  # 64 kB at a time
+    assert len(body) / 1_000_000 - 0.01 <= max(sleeps) <= len(body) / 1_000_000

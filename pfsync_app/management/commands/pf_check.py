@@ -28,7 +28,10 @@ class Command(PfsyncCommand):
         parser.add_argument(
             "--verify",
             action="store_true",
-            help="Also read every file and compare its size and sha256 with what pf_sync stored.",
+            help=(
+                "Also read every file back, compare its size and sha256 with what pf_sync "
+                "stored, and decode it as an image."
+            ),
         )
         parser.add_argument(
             "--unreferenced",

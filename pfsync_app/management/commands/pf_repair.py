@@ -83,7 +83,10 @@ class Command(PfsyncCommand):
         parser.add_argument(
             "--verify",
             action="store_true",
-            help="Also repair files whose size or sha256 differs from what pf_sync stored.",
+            help=(
+                "Also repair files whose size or sha256 differs from what pf_sync stored, "
+                "or that no longer decode as an image."
+            ),
         )
         add_concurrency(parser)
         add_json(parser)
