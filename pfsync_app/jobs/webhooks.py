@@ -257,7 +257,8 @@ class WebhookBatch(Job):
                 raise EventDeferred("another listing event of this process was still being synced")
             held.callback(_listing_lock.release)
             try:
-                held.enter_context(writer_lock(self.command))
+                lease = held.enter_context(writer_lock(self.command))
+                held.enter_context(self.heartbeat(lease))
             except BaseException:
                 held.close()
                 raise
@@ -278,6 +279,10 @@ class WebhookBatch(Job):
             raise EventDeferred(f"waiting for the writer lock: {exc}") from None
         with held:
             yield
+        if self.lease_lost:
+            # Lost while this event's listing was saved: the event is retried, the batch goes on.
+            reason, self.lease_lost = self.lease_lost, ""
+            raise SyncAborted(reason)
 
     def listing_stage(self) -> ListingStage:
         """A listings stage recording on this batch's run (storage checked once per batch)."""
