@@ -83,9 +83,11 @@ def api_request(path: str):
     [
         # Many downloads in flight, each taking a while: the stop waits for none to finish
         # its retries, and removes what they stored.
-        ("while images download", {"image_latency_ms": 400}, None),
+        pytest.param(
+            "while images download", {"image_latency_ms": 400}, None, id="images_downloading"
+        ),
         # Blocked in an API request that hangs: the signal ends the wait at once.
-        ("while an API request hangs", {}, ("/v1/users", 60)),
+        pytest.param("while an API request hangs", {}, ("/v1/users", 60), id="api_hanging"),
     ],
 )
 def test_sigterm_marks_the_run_interrupted_gives_the_lock_back_and_leaves_no_file_behind(
