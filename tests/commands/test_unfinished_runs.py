@@ -103,7 +103,7 @@ def test_a_command_run_from_another_thread_installs_no_signal_handler(
 def test_a_command_whose_lease_is_taken_over_stops_at_once_even_while_it_waits(
     sandbox_settings, monkeypatch
 ):
-    monkeypatch.setattr(lock, "LEASE_SECONDS", 0.8)
+    monkeypatch.setattr(lock, "LEASE_SECONDS", 4.0)  # renewed every second
     waited = threading.Event()
 
     def steal_then_wait(self, listings) -> None:
