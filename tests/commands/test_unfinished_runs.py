@@ -14,6 +14,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connections
 
 from pfsync_app.jobs import base
 from pfsync_app.jobs.listings import ListingStage
@@ -93,7 +94,14 @@ def test_a_command_run_from_another_thread_installs_no_signal_handler(
 
     before = signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr(SyncJob, "work", look)
-    worker = threading.Thread(target=call_command, args=("pf_sync",), kwargs={"stdout": StringIO()})
+
+    def run_in_thread() -> None:
+        try:
+            call_command("pf_sync", stdout=StringIO())
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=run_in_thread)
     worker.start()
     worker.join(60)
     assert seen["handler"] is before
