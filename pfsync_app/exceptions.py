@@ -14,6 +14,9 @@
     ├── DownloadAttemptFailed  one attempt of a download failed (retried, or turned into the above)
     └── ImageRejected        bytes that are not a whole image of a format pfsync stores (``reason``)
 
+    KeyboardInterrupt
+    └── Terminated           the process was told to stop (SIGTERM): the run ends interrupted
+
 None of them carries a secret: messages are built from what the user can see.
 """
 
@@ -46,6 +49,19 @@ class WriterBusy(SyncAborted):
 
 class UnknownProperty(SyncAborted):
     """``--property PF_ID`` names no property of the host."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was told to stop (SIGTERM, as docker stop, systemd and Kubernetes send).
+
+    A KeyboardInterrupt, as Ctrl-C is, so that no handler of one record's or one
+    event's errors swallows it and the run is marked interrupted. Raised in the
+    main thread by the management commands' signal handler, never in a web worker.
+    """
+
+    def __init__(self, signal_name: str = "SIGTERM") -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
 
 
 class AreaError(PfsyncError):

@@ -302,13 +302,22 @@ class WebhookEvent(models.Model):
 
 
 class RunLock(models.Model):
-    """Who holds the pf_sync/pf_repair lock (the lock itself is advisory on PostgreSQL)."""
+    """pfsync's writer lock: one row whose lease one pf_sync, pf_repair or pf_areas link holds.
+
+    The lease is taken and renewed in short transactions and timed by the
+    database's clock (``writers/lock.py``), so it holds behind a transaction
+    pooler as well as on SQLite. Free when ``token`` is empty; never deleted.
+    """
 
     name = models.CharField(max_length=64, unique=True)
     pid = models.IntegerField()
     hostname = models.CharField(max_length=255, blank=True, default="")
     command = models.CharField(max_length=32, blank=True, default="")
     acquired_at = models.DateTimeField(default=timezone.now)
+    #: The holder's own random id: only the holder can renew or release its lease.
+    token = models.CharField(max_length=32, blank=True, default="")
+    #: When the lease runs out unless renewed, by the database's clock.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} held by pid {self.pid}"

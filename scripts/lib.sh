@@ -227,11 +227,107 @@ pg_start() {
 	export DATABASE_URL="postgres://$owner@127.0.0.1:$port/$PG_TEST_DB"
 }
 
+# Prints the PgBouncer binary, if one is installed (Debian puts it in /usr/sbin).
+find_pgbouncer() {
+	local found
+	if found="$(command -v pgbouncer 2>/dev/null)"; then
+		printf '%s\n' "$found"
+	elif [[ -x /usr/sbin/pgbouncer ]]; then
+		printf '%s\n' /usr/sbin/pgbouncer
+	else
+		return 1
+	fi
+}
+
+# Installs Debian's PgBouncer; its own service stays unconfigured (our instance is started below).
+install_pgbouncer() {
+	can_apt || die "PgBouncer was not found, and it cannot be installed here (needs root and apt-get). Install Debian's pgbouncer package: the tests run the writer lock behind it."
+	say "installing PgBouncer (apt-get install pgbouncer)"
+	apt_install pgbouncer || die "apt-get could not install pgbouncer (see above)."
+}
+
+PGB_PORT=""
+
+# Starts PgBouncer in transaction pooling mode on 127.0.0.1 in front of the throwaway cluster,
+# as the cluster's owner (PgBouncer refuses to run as root), and exports
+# PFSYNC_TEST_PGBOUNCER_PORT for the tests that run pfsync behind it. Needs pg_start first.
+pgbouncer_start() {
+	local bin owner pg_port attempt
+	bin="$(find_pgbouncer)" || {
+		install_pgbouncer
+		bin="$(find_pgbouncer)" || die "PgBouncer was installed but is still not found on PATH or in /usr/sbin."
+	}
+	owner="$(id -un)"
+	is_root && owner="$PG_TEST_USER"
+	pg_port="${DATABASE_URL##*:}"
+	pg_port="${pg_port%%/*}"
+	# Trust, as the cluster itself does; PgBouncer still wants the user named in its auth file.
+	printf '"%s" ""\n' "$owner" >"$PG_TMPDIR/pgbouncer-users.txt"
+	for attempt in 1 2 3; do
+		PGB_PORT="$(free_port)"
+		cat >"$PG_TMPDIR/pgbouncer.ini" <<-INI
+			[databases]
+			* = host=127.0.0.1 port=$pg_port
+			[pgbouncer]
+			listen_addr = 127.0.0.1
+			listen_port = $PGB_PORT
+			unix_socket_dir =
+			auth_type = trust
+			auth_file = $PG_TMPDIR/pgbouncer-users.txt
+			pool_mode = transaction
+			default_pool_size = 10
+			max_client_conn = 500
+			server_idle_timeout = 10
+			logfile = $PG_TMPDIR/pgbouncer.log
+			pidfile = $PG_TMPDIR/pgbouncer.pid
+		INI
+		is_root && chown "$PG_TEST_USER:" "$PG_TMPDIR/pgbouncer.ini" "$PG_TMPDIR/pgbouncer-users.txt"
+		say "starting PgBouncer ($("$bin" --version | head -n 1 | cut -d' ' -f2)) on 127.0.0.1:$PGB_PORT, transaction pooling"
+		if as_pg_owner "$bin" --daemon "$PG_TMPDIR/pgbouncer.ini" >/dev/null 2>&1 &&
+			pgbouncer_ready; then
+			export PFSYNC_TEST_PGBOUNCER_PORT="$PGB_PORT"
+			return 0
+		fi
+		pgbouncer_stop
+	done
+	tail -n 20 "$PG_TMPDIR/pgbouncer.log" >&2 || true
+	die "PgBouncer did not start on 127.0.0.1 (its log is above)."
+}
+
+# True once PgBouncer answers on its port (it daemonizes before it listens): up to 10 s.
+pgbouncer_ready() {
+	local waited
+	for waited in $(seq 1 50); do
+		if "$PG_BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PGB_PORT" -d "$PG_TEST_DB" -t 1; then
+			return 0
+		fi
+		[[ "$waited" -lt 50 ]] && sleep 0.2
+	done
+	return 1
+}
+
+# Stops our PgBouncer, if it runs; safe to call twice or after a failed start.
+# shellcheck disable=SC2317  # called from the callers' EXIT traps
+pgbouncer_stop() {
+	local pid waited
+	[[ -n "$PG_TMPDIR" && -f "$PG_TMPDIR/pgbouncer.pid" ]] || return 0
+	pid="$(head -n 1 "$PG_TMPDIR/pgbouncer.pid" 2>/dev/null || true)"
+	if [[ "$pid" =~ ^[0-9]+$ ]] && kill -TERM "$pid" 2>/dev/null; then
+		for waited in $(seq 1 25); do
+			kill -0 "$pid" 2>/dev/null || break
+			[[ "$waited" -lt 25 ]] && sleep 0.2
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$PG_TMPDIR/pgbouncer.pid"
+}
+
 # Stops the throwaway cluster and removes its folder; safe to call twice or after a failed start.
 # shellcheck disable=SC2317  # called from the callers' EXIT traps
 pg_stop() {
 	local pid
 	[[ -n "$PG_TMPDIR" && -d "$PG_TMPDIR" ]] || return 0
+	pgbouncer_stop
 	if [[ -f "$PG_TMPDIR/data/postmaster.pid" ]]; then
 		# Our output may be a closed pipe by now: that must not stop the clean-up.
 		say "stopping PostgreSQL" 2>/dev/null || true

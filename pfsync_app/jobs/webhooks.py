@@ -8,7 +8,8 @@ error, for ``process_pending()`` (``pf_webhooks process``, or after pf_sync).
 What an event does:
 
 - ``listing.published``: that listing and its images, through the listings
-  stage pf_sync uses, under the writer lock;
+  stage pf_sync uses, under the writer lock; ignored when Property Finder does
+  not return the listing (the nightly run unpublishes listings that are gone);
 - ``listing.unpublished``: ``is_published = false`` on that property (an UPDATE);
 - ``user.created`` / ``user.updated`` / ``user.activated``: that user fetched and saved;
 - ``user.deleted`` / ``user.deactivated``: recorded only; pfsync never deletes or
@@ -261,7 +262,8 @@ class WebhookBatch(Job):
                 raise EventDeferred("another listing event of this process was still being synced")
             held.callback(_listing_lock.release)
             try:
-                held.enter_context(writer_lock(self.command))
+                lease = held.enter_context(writer_lock(self.command))
+                held.enter_context(self.heartbeat(lease))
             except BaseException:
                 held.close()
                 raise
@@ -282,6 +284,10 @@ class WebhookBatch(Job):
             raise EventDeferred(f"waiting for the writer lock: {exc}") from None
         with held:
             yield
+        if self.lease_lost:
+            # Lost while this event's listing was saved: the event is retried, the batch goes on.
+            reason, self.lease_lost = self.lease_lost, ""
+            raise SyncAborted(reason)
 
     def listing_stage(self) -> ListingStage:
         """A listings stage recording on this batch's run (storage checked once per batch)."""
@@ -323,9 +329,11 @@ def _listing_published(event: WebhookEvent, batch: WebhookBatch) -> str:
         except AtlasError as exc:
             raise atlas_failure(exc, f"cannot fetch listings {pf_id}", mid_run=True) from exc
         if not listings:
-            raise SyncAborted(
-                f"listing {pf_id} does not exist on Property Finder "
-                "(or is not visible to this API key)"
+            # Not unpublished on this word alone: the nightly run unpublishes listings that
+            # are gone, after a complete fetch and within its circuit breaker.
+            raise EventIgnored(
+                f"Property Finder returns no listing {pf_id} (unpublished or deleted since, "
+                "or not visible to this API key); nothing was synced"
             )
         errors_before = batch.recorder.counters["errors"]
         stage.save(listings)

@@ -5,15 +5,37 @@ options, calls one job, and prints. ``PfsyncCommand.execute`` turns the ways a
 command cannot run into one sentence on stderr and exit status 2:
 ``SyncAborted`` from a job ("pf_sync could not run: ..."), and ``PfsyncError``
 for a request the command refuses (a pf_areas link, a webhook subscription).
+
+A run that did not finish exits 2 too, never 1 (which means "finished, with
+item errors"): one stopped by SIGTERM (its run marked interrupted) and one ended
+by an unexpected exception (its run marked failed) each say so in one sentence;
+``--traceback`` shows the exception as Python would.
+
+While a command runs in the main thread it handles SIGTERM, what docker stop,
+systemd and Kubernetes send: the first one raises ``Terminated`` there, so the
+run is marked interrupted, its lock given back and its temporary files removed
+before the process exits; more while that happens are ignored. Only the
+commands install the handler, never the webhook view: a web worker's signals
+belong to its server.
 """
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pfsync_app.exceptions import PfsyncError, SyncAborted
+from pfsync_app.exceptions import PfsyncError, SyncAborted, Terminated
+from pfsync_app.jobs.base import main_thread_interrupt
+from pfsync_app.reports.logs import one_line
+
+logger = logging.getLogger("pfsync.commands")
 
 #: The exit status of a command that could not run (the old service's, and cron's cue).
 COULD_NOT_RUN = 2
@@ -24,15 +46,77 @@ class PfsyncCommand(BaseCommand):
 
     def execute(self, *args: Any, **options: Any) -> Any:
         """Run the command; a job that could not run is one sentence and exit status 2."""
-        try:
-            return super().execute(*args, **options)
-        except SyncAborted as exc:
-            raise CommandError(
-                f"{self.command_name()} could not run: {exc}", returncode=COULD_NOT_RUN
-            ) from None
-        except PfsyncError as exc:
-            raise CommandError(str(exc), returncode=COULD_NOT_RUN) from None
+        with self.stopping_on_sigterm():
+            try:
+                return super().execute(*args, **options)
+            except SyncAborted as exc:
+                raise CommandError(
+                    f"{self.command_name()} could not run: {exc}", returncode=COULD_NOT_RUN
+                ) from None
+            except PfsyncError as exc:
+                raise CommandError(str(exc), returncode=COULD_NOT_RUN) from None
+            except CommandError:
+                raise
+            except Terminated as exc:
+                raise self.terminated(exc) from None
+            except Exception as exc:
+                if options.get("traceback"):
+                    raise
+                raise self.unexpected(exc) from None
 
     def command_name(self) -> str:
         """The command's name as typed (pf_sync, pf_check...)."""
         return self.__module__.rsplit(".", 1)[-1]
+
+    # -- a run that did not finish ---------------------------------------------
+
+    def terminated(self, exc: Terminated) -> CommandError:
+        """The sentence, and exit status 2, of a command stopped by a signal."""
+        return CommandError(
+            f"{self.command_name()} was stopped by {exc.signal_name} before it finished",
+            returncode=COULD_NOT_RUN,
+        )
+
+    def unexpected(self, exc: Exception) -> CommandError:
+        """The sentence, and exit status 2, of a command ended by an exception nobody expected.
+
+        The job has already recorded its run as failed with the same line; the
+        traceback goes to the debug log (LOG_LEVEL=debug), or to stderr with
+        ``--traceback``.
+        """
+        logger.debug("%s stopped on an unexpected error", self.command_name(), exc_info=exc)
+        return CommandError(
+            f"{self.command_name()} stopped on an unexpected error: {one_line(exc)} "
+            "(run it with --traceback to see where)",
+            returncode=COULD_NOT_RUN,
+        )
+
+    @contextmanager
+    def stopping_on_sigterm(self) -> Iterator[None]:
+        """While the command runs in the main thread, SIGTERM raises ``Terminated`` there.
+
+        The job's heartbeat stops the main thread the same way when the writer
+        lock's lease is lost (the job then says why). Elsewhere (a command
+        called from another thread) nothing is installed: signals are for the
+        main thread only.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        stopping = False
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            nonlocal stopping
+            if stopping:
+                logger.warning("%s: already stopping", signal.Signals(signum).name)
+                return
+            stopping = True
+            raise Terminated(signal.Signals(signum).name)
+
+        main = threading.main_thread().ident
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            with main_thread_interrupt(lambda: signal.pthread_kill(main, signal.SIGTERM)):
+                yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)

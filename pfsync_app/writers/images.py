@@ -176,6 +176,10 @@ def image_rows(pf_id: str | None = None, *, chunk_size: int = 2000) -> Iterator[
     """The active image rows of Property Finder properties as tuples of IMAGE_ROW_FIELDS.
 
     Streamed in property, position order; ``pf_id`` keeps one property's rows.
+    Read in keyset pages of ``chunk_size`` rows, each its own short query: no
+    server-side cursor, which a transaction pooler (PgBouncer) breaks between
+    transactions, and never the whole table in memory, which Django's
+    DISABLE_SERVER_SIDE_CURSORS would otherwise bring.
     """
     rows = PropertyImage.objects.filter(is_active=True).exclude(
         Q(property__pf_id__isnull=True) | Q(property__pf_id="")
@@ -183,7 +187,19 @@ def image_rows(pf_id: str | None = None, *, chunk_size: int = 2000) -> Iterator[
     if pf_id is not None:
         rows = rows.filter(property__pf_id=pf_id)
     ordered = rows.order_by("property_id", "position", "id").values_list(*IMAGE_ROW_FIELDS)
-    return ordered.iterator(chunk_size=chunk_size)
+    page = list(ordered[:chunk_size])
+    while page:
+        yield from page
+        if len(page) < chunk_size:
+            return
+        last = dict(zip(IMAGE_ROW_FIELDS, page[-1], strict=True))
+        after = (
+            Q(property_id__gt=last["property_id"])
+            | Q(property_id=last["property_id"], position__gt=last["position"])
+            | Q(property_id=last["property_id"], position=last["position"], id__gt=last["id"])
+        )
+        # The plain bound lets the database start from the property_id index.
+        page = list(ordered.filter(after, property_id__gte=last["property_id"])[:chunk_size])
 
 
 def recorded_files(image_ids: list[int]) -> dict[int, tuple[str, int, str]]:
@@ -197,12 +213,17 @@ def recorded_files(image_ids: list[int]) -> dict[int, tuple[str, int, str]]:
 
 
 def referenced_names(prefix: str, *, chunk_size: int = 2000) -> set[str]:
-    """The file names image rows hold that start with ``prefix``."""
-    return set(
-        PropertyImage.objects.filter(image__startswith=prefix)
-        .values_list("image", flat=True)
-        .iterator(chunk_size=chunk_size)
-    )
+    """The file names image rows hold that start with ``prefix`` (read in keyset pages by id)."""
+    rows = PropertyImage.objects.filter(image__startswith=prefix).order_by("id")
+    names: set[str] = set()
+    last_id = None
+    while True:
+        page = rows if last_id is None else rows.filter(id__gt=last_id)
+        batch = list(page.values_list("id", "image")[:chunk_size])
+        names.update(name for _, name in batch)
+        if len(batch) < chunk_size:
+            return names
+        last_id = batch[-1][0]
 
 
 def repoint_image(

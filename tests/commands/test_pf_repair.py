@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
@@ -13,12 +12,11 @@ from pathlib import Path
 import pytest
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from pfsync_app.jobs.check import check_images
 from pfsync_app.jobs.repair import RepairOptions, repair_images
 from pfsync_app.models import ImageFile, PropertyImage, ReportEntry, RunLock, SyncRun
-from pfsync_app.writers.lock import ADVISORY_KEY, LOCK_NAME
+from pfsync_app.writers.lock import take
 from tests.fixtures.images import alter, empty, image_rows, lose, run_command
 
 pytestmark = pytest.mark.django_db
@@ -230,23 +228,9 @@ def test_refused_credentials_stop_the_repair_with_status_2(synced):
 def lock_held_by_another_process():
     """pfsync's writer lock as another live pf_sync on this host would hold it."""
     other_pid = os.getppid()
-    RunLock.objects.update_or_create(
-        name=LOCK_NAME,
-        defaults={"pid": other_pid, "hostname": socket.gethostname(), "command": "pf_sync"},
-    )
-    if connection.vendor != "postgresql":
-        yield other_pid
-        return
-    import psycopg2
-
-    params = connection.get_connection_params()
-    other = psycopg2.connect(**params)
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_KEY])
-        yield other_pid
-    finally:
-        other.close()
+    lease = take("pf_sync")
+    RunLock.objects.filter(token=lease.token).update(pid=other_pid)
+    yield other_pid
 
 
 def test_a_busy_writer_lock_stops_the_repair_with_status_2_and_its_message(synced):

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.db import connection
 from django.db.backends import utils as backend_utils
+from django.db.models.functions import Now
 from django.db.utils import OperationalError
 
 from pfsync_app.exceptions import SyncAborted
 from pfsync_app.jobs.sync import SyncOptions, run_sync
-from pfsync_app.models import Property, PropertyImage, SyncRun
+from pfsync_app.models import Property, PropertyImage, RunLock, SyncRun
 from pfsync_app.sandbox import Sandbox
 from tests.fixtures.faults import (
     SMALL,
@@ -119,13 +121,20 @@ def test_a_sync_killed_at_any_moment_is_completed_by_the_next_run_without_duplic
             now = saved_rows(db)
             lost |= saved - now
             saved |= now
+            if delay == 0.3:
+                # The killed run could not give the lock back: its lease holds it until it
+                # runs out, and a start meanwhile is refused, naming the killed run.
+                refused = manage(db, "pf_sync", sb=sb)
+                assert refused.returncode == 2, refused.stderr
+                assert f"another pf_sync is running (pid {process.pid}," in refused.stderr
+            db.expire_lock_lease()
 
         final = manage(db, "pf_sync", sb=sb)
 
         assert final.returncode == 0, final.stderr
         assert_consistent(db, sb)
         statuses = [status for _, status in run_status(db)]
-        assert statuses == ["interrupted"] * 3 + ["succeeded"]
+        assert statuses == ["interrupted", "skipped", "interrupted", "interrupted", "succeeded"]
         expected = {("property", raw["id"]) for raw in sb.data.listings()} | {
             ("image", raw["id"], image["original"]["url"])
             for raw in sb.data.listings()
@@ -222,4 +231,7 @@ def test_the_database_failing_mid_run_stops_the_run_with_one_sentence_and_nothin
     # stays "running" until a later run of another process marks it interrupted.
     assert "could not record the failure" in caplog.text
     assert SyncRun.objects.latest("id").status != SyncRun.Status.SUCCEEDED
+    # Nor give the writer lock back: it is free again once its lease has run out.
+    assert "could not give the writer lock back" in caplog.text
+    RunLock.objects.update(expires_at=Now() - timedelta(seconds=1))
     scenario.converge()

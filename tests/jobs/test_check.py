@@ -28,6 +28,7 @@ from pfsync_app.models import (
     ReportEntry,
     SyncRun,
 )
+from pfsync_app.writers.images import image_rows, referenced_names
 
 pytestmark = pytest.mark.django_db
 
@@ -234,7 +235,7 @@ def test_a_folder_that_cannot_be_read_stops_the_check_instead_of_calling_everyth
         find_missing_images()
 
 
-def test_rows_are_streamed_in_one_query_whatever_their_number():
+def test_rows_are_read_in_keyset_pages_without_a_server_side_cursor():
     prop = make_property()
     PropertyImage.objects.bulk_create(
         PropertyImage(property=prop, image=f"p/{i}.jpg", position=i, created_at=timezone.now())
@@ -247,8 +248,27 @@ def test_rows_are_streamed_in_one_query_whatever_their_number():
 
     assert len(result.missing) == 1200
     reads = [q["sql"] for q in queries.captured_queries if image_table in q["sql"]]
-    # SQLite runs one SELECT; PostgreSQL a server-side cursor (DECLARE, then FETCH per chunk).
-    assert sum(sql.lstrip().upper().startswith(("SELECT", "DECLARE")) for sql in reads) == 1
+    # One short query per page (and the empty one after the last full page): a transaction
+    # pooler cannot break it, and DISABLE_SERVER_SIDE_CURSORS cannot load the whole table.
+    assert len(reads) == 13
+    assert all(sql.lstrip().upper().startswith("SELECT") for sql in reads)
+    assert "LIMIT 100" in reads[-1]
+
+
+def test_keyset_pages_give_every_row_once_in_property_and_position_order():
+    rows = []
+    for pf_id in ("PF1", "PF2", "PF3"):
+        prop = make_property(pf_id)
+        # Two active rows at the same position too: the id keeps them apart.
+        for position in (0, 1, 1, 2, 5):
+            rows.append(make_image(prop, f"p/{pf_id}-{len(rows)}.jpg", position))
+
+    for size in (1, 2, 3, 7, 100):
+        streamed = [row[0] for row in image_rows(chunk_size=size)]
+        assert streamed == [
+            r.pk for r in sorted(rows, key=lambda r: (r.property_id, r.position, r.pk))
+        ]
+    assert referenced_names("p/", chunk_size=2) == {r.image for r in rows}
 
 
 def record(row: PropertyImage, content: bytes, name: str | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from pfsync_app.exceptions import WriterBusy
-from pfsync_app.jobs import webhooks
+from pfsync_app.jobs import base, webhooks
+from pfsync_app.jobs.sync import SyncOptions, run_nightly
 from pfsync_app.models import Agent, Property, PropertyImage, ReportEntry, SyncRun, WebhookEvent
 from pfsync_app.sandbox import Sandbox, signature
 
@@ -99,6 +101,55 @@ def test_listing_unpublished_for_an_unknown_listing_is_processed_with_a_note(db,
     assert row.status == WebhookEvent.Status.PROCESSED
     assert row.last_error == f"no property has pf_id {listing_id}; nothing to unpublish"
     assert not Property.objects.exists()
+
+
+def test_listing_published_for_a_listing_the_api_does_not_return_is_ignored_saying_why(
+    db, client, sb
+):
+    listing_id = sb.data.listing_ids()[0]
+    deliver(client, sb, "listing.published", listing_id)
+    sb.data.remove_listing(listing_id)
+
+    event = deliver(client, sb, "listing.published", listing_id)
+
+    row = stored(event)
+    assert row.status == WebhookEvent.Status.IGNORED
+    assert row.last_error == (
+        f"Property Finder returns no listing {listing_id} (unpublished or deleted since, or "
+        "not visible to this API key); nothing was synced"
+    )
+    # Not unpublished on this word alone: the nightly run's confirmed unpublishing does that.
+    assert Property.objects.get(pf_id=listing_id).is_published is True
+    run = SyncRun.objects.filter(command="pf_webhooks").latest("id")
+    assert (run.status, run.errors) == (SyncRun.Status.SUCCEEDED, 0)
+
+
+def test_such_an_event_still_pending_does_not_fail_the_nightly_run(db, sb):
+    WebhookEvent.objects.create(
+        event_id="evt-gone", event_type="listing.published", entity_id="GONE-LISTING", payload={}
+    )
+    result = run_nightly(SyncOptions())
+    assert result.exit_code == 0
+    assert (result.webhooks.ignored, result.webhooks.retry) == (1, 0)
+    assert WebhookEvent.objects.get().status == WebhookEvent.Status.IGNORED
+
+
+def test_an_event_processed_in_the_web_worker_installs_no_signal_handler(
+    db, client, sb, monkeypatch
+):
+    seen = []
+    real = webhooks.HANDLERS["listing.published"]
+
+    def spy(event, batch):
+        seen.append((signal.getsignal(signal.SIGTERM), base._interrupt_main))
+        return real(event, batch)
+
+    monkeypatch.setitem(webhooks.HANDLERS, "listing.published", spy)
+    before = signal.getsignal(signal.SIGTERM)
+    event = deliver(client, sb, "listing.published", sb.data.add_listing())
+    assert stored(event).status == WebhookEvent.Status.PROCESSED
+    # The server's signals stay the server's: a listing event is never stopped by pfsync.
+    assert seen == [(before, None)]
 
 
 def test_a_failing_event_stays_pending_and_the_next_process_pending_applies_it(db, client, sb):
