@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -42,12 +44,39 @@ def next_run(schedule: str, tz: str, now: datetime | None = None) -> datetime:
     return trigger.get_next_fire_time(None, now)
 
 
+# The commands running now: a SIGTERM to the scheduler is passed on to them.
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+
+
 def run_command(manage: Path, args: list[str]) -> int:
     """Run one ``manage.py`` command as a child process; its output goes to our stdout."""
     logger.info("starting: manage.py %s", " ".join(args))
-    completed = subprocess.run([sys.executable, str(manage), *args], check=False)
-    logger.info("finished: manage.py %s (exit status %s)", " ".join(args), completed.returncode)
-    return completed.returncode
+    process = subprocess.Popen([sys.executable, str(manage), *args])
+    with _running_lock:
+        _running.add(process)
+    try:
+        returncode = process.wait()
+    finally:
+        with _running_lock:
+            _running.discard(process)
+    logger.info("finished: manage.py %s (exit status %s)", " ".join(args), returncode)
+    return returncode
+
+
+def pass_on_sigterm(signum: int) -> int:
+    """Send ``signum`` to every command running now; how many were running.
+
+    ``docker stop`` sends SIGTERM to the container's first process, the scheduler:
+    passed on, a pf_sync ends its run as interrupted, gives the lock back and
+    removes its temporary files before the container's grace period ends.
+    """
+    with _running_lock:
+        children = list(_running)
+    for child in children:
+        logger.info("passing signal %d on to pid %d", signum, child.pid)
+        child.send_signal(signum)
+    return len(children)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         options.tz,
         next_run(options.schedule, options.tz).isoformat(),
     )
+
+    def stop(signum: int, frame: object) -> None:
+        pass_on_sigterm(signum)
+        # Waits for the run in progress, which is ending its record now.
+        scheduler.shutdown(wait=True)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):

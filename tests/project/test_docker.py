@@ -168,3 +168,37 @@ def test_the_image_runs_standalone_against_the_sites_own_database(tmp_path):
     assert "start-up checks passed" in result.stdout
     one_off = run(["docker/entrypoint.sh", "pf_check"], env)
     assert one_off.returncode == 0, one_off.stderr
+
+
+def test_the_scheduler_passes_sigterm_on_to_the_run_in_progress(tmp_path):
+    import signal
+    import threading
+    import time
+
+    from pfsync_app.management import scheduler
+
+    # A stand-in for manage.py: it notes the SIGTERM it gets, then ends as pf_sync does (2).
+    noted, ready = tmp_path / "got-sigterm", tmp_path / "ready"
+    fake = tmp_path / "manage.py"
+    fake.write_text(
+        "import signal, sys, time\n"
+        "def stop(signum, frame):\n"
+        f"    open({str(noted)!r}, 'w').write('yes')\n"
+        "    sys.exit(2)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        f"open({str(ready)!r}, 'w').write('yes')\n"
+        "time.sleep(60)\n"
+    )
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(scheduler.run_command(fake, [])))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert scheduler.pass_on_sigterm(signal.SIGTERM) == 1
+    worker.join(timeout=20)
+
+    assert result == [2]
+    assert noted.read_text() == "yes"
+    assert not scheduler._running
