@@ -27,7 +27,7 @@ DEFAULT_TABLES = {
     "image": "properties_propertyimage",
 }
 
-Kind = Literal["text", "url", "int", "float", "bool", "mapping"]
+Kind = Literal["text", "url", "int", "float", "bool", "mapping", "host"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class Setting:
             "bool": ("true or false", lambda v: isinstance(v, bool)),
             "url": (f"an http(s) URL with a host, such as {self.default}", _is_http_url),
             "mapping": ("a dict of table names", _is_mapping_of_text),
+            "host": ("a dict with an entry per host table", lambda v: isinstance(v, Mapping)),
             "text": ("text", lambda v: isinstance(v, str)),
         }
         expected, accepts = rules[self.kind]
@@ -247,6 +248,15 @@ SETTINGS: tuple[Setting, ...] = (
         kind="mapping",
         env=False,
     ),
+    Setting(
+        "PFSYNC_HOST",
+        {},
+        "the column map: per host table its name, which column holds each pfsync field (or "
+        "`None`), defaults, extra columns, the fallback agent (see [Plugging into your "
+        "schema](#plugging-into-your-schema)). A `table` named here wins over `PFSYNC_TABLES`",
+        kind="host",
+        env=False,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -263,6 +273,8 @@ class PfsyncSettings:
         value = setting.current()
         if name == "PFSYNC_TABLES":
             return {**DEFAULT_TABLES, **(value or {})}
+        if name == "PFSYNC_HOST":
+            return value or {}
         return value
 
 
@@ -270,5 +282,8 @@ pfsync_settings = PfsyncSettings()
 
 
 def table_name(key: str) -> str:
-    """The host table for ``key`` (area, user, property, image), honouring PFSYNC_TABLES."""
+    """The host table for ``key`` (area, user, property, image) as PFSYNC_TABLES names it.
+
+    PFSYNC_HOST's ``table`` wins over it: ``hostmap.host_map()`` says which is in effect.
+    """
     return pfsync_settings.PFSYNC_TABLES[key]

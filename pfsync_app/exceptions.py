@@ -4,6 +4,9 @@
     ├── SyncAborted          a run could not run or had to stop: exit status 2, one sentence
     │   ├── WriterBusy       another pf_sync or pf_repair holds the writer lock
     │   └── UnknownProperty  --property names no property of the host
+    ├── RecordRejected       one record (a user, a listing) cannot be saved; the run goes on
+    │   ├── RowRefused       a value cannot be fitted to its host column (names table and column)
+    │   └── ReceiverFailed   a site's signal receiver raised while the row was being written
     ├── AreaError            pf_areas refuses a request (bad id, location already linked...)
     ├── InvalidEvent         a webhook request body is not a usable event (HTTP 400)
     ├── WebhookSetupError    a webhook subscription refused (bad URL or secret, or by the API)
@@ -40,6 +43,23 @@ class WriterBusy(SyncAborted):
 
 class UnknownProperty(SyncAborted):
     """``--property PF_ID`` names no property of the host."""
+
+
+class RecordRejected(PfsyncError):
+    """One record cannot be saved; it fails alone (a report entry), the run goes on."""
+
+
+class RowRefused(RecordRejected):
+    """A value fits no way into its host column (``table``, ``column``); the row is not written."""
+
+    def __init__(self, table: str, column: str, message: str) -> None:
+        super().__init__(f"{table}.{column}: {message}")
+        self.table = table
+        self.column = column
+
+
+class ReceiverFailed(RecordRejected):
+    """A site's receiver of a pfsync signal raised: the row's transaction is rolled back."""
 
 
 class AreaError(PfsyncError):

@@ -39,6 +39,7 @@ from pfsync_app.exceptions import (
     SyncAborted,
     WriterBusy,
 )
+from pfsync_app.hostmap import host_map
 from pfsync_app.jobs.base import Job, atlas_failure
 from pfsync_app.jobs.clients import build_client
 from pfsync_app.jobs.listings import ListingStage
@@ -359,7 +360,7 @@ def _user_synced(event: WebhookEvent, batch: WebhookBatch) -> str:
     record = batch.open_client().get_user(user_id)
     if record is None:
         raise EventIgnored(f"Property Finder returns no user {user_id}; nothing was synced")
-    values = map_user(record)
+    values = map_user(record, host_map()["user"].extra)
     outcome = save_user(values)
     record_user_outcome(batch.recorder, user_id, values, outcome, f"{event.event_type} event")
     if outcome.action == UNCHANGED:

@@ -55,7 +55,8 @@ def test_a_missing_column_is_reported_with_its_id_and_a_hint():
             )
     assert ids(messages) == ["pfsync.E003"]
     assert "properties_propertyimage.source_url" in messages[0].msg
-    assert "HOST_SCHEMA.md" in messages[0].hint
+    assert 'README.md, section "Plugging into your schema"' in messages[0].hint
+    assert "HOST_SCHEMA.md" not in messages[0].hint
 
 
 def test_table_names_follow_the_pfsync_tables_setting(tmp_path):

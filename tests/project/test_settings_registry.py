@@ -45,6 +45,7 @@ WRONG_VALUES = {
     "url": [None, 5, "mailto:someone@example.com"],
     "text": [None, 5, b"bytes"],
     "mapping": [None, ["areas_area"], {"area": 1}],
+    "host": [None, ["user"], "listings_listing"],
 }
 
 
