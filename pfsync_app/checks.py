@@ -288,11 +288,11 @@ def _narrower(table: TableMap, host: HostField, real: Any, model: Any) -> list:
     text = None
     if value_kind(host) == "text" and real.kind == "text" and real.max_length:
         longest = host.max_length
-        if table.key == "image" and host.name == "image":
+        if (table.key, host.name) in (("image", "image"), ("property", "cover_image")):
             folder = str(pfsync_settings.PF_IMAGE_UPLOAD_DIR).strip("/")
             longest = len(folder) + 1 + 32 + len(".jpeg")
         if longest is None or longest > real.max_length:
-            identifier = host.kind == ID or host.name in ("image", "source_url")
+            identifier = host.kind == ID or host.name in ("image", "source_url", "cover_image")
             what = (
                 "one that is longer fails its record (ids and file names are never cut)"
                 if identifier

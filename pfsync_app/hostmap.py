@@ -78,6 +78,7 @@ class HostField:
     auth: bool = False  # a column of Django's auth user, absent from a separate agents table
     to: str = ""  # for a reference: the table key it points at
     may_be_empty: bool = False  # whether pfsync may have no value for it (writes NULL)
+    longest: int | None = None  # the longest text pfsync writes, when less than the column's
 
     @property
     def default_column(self) -> str:
@@ -89,6 +90,8 @@ class HostField:
     @property
     def max_length(self) -> int | None:
         """The longest text pfsync may write into it (its HOST_SCHEMA length), if text."""
+        if self.longest is not None:
+            return self.longest
         if self.build is None:
             return None
         return getattr(self.build(), "max_length", None)
@@ -223,7 +226,13 @@ FIELDS: dict[str, tuple[HostField, ...]] = {
         HostField("description_ar", TEXT, "`description.ar`", _text),
         HostField("category", TEXT, "`category` (residential, commercial)", _char(32)),
         HostField("property_type", TEXT, "`type` (apartment, villa, ...)", _char(32)),
-        HostField("status_type", TEXT, "`sale` when `price.type` is sale, else `rent`", _char(16)),
+        HostField(
+            "status_type",
+            TEXT,
+            "`sale` when `price.type` is sale, else `rent`",
+            _char(16),
+            longest=4,
+        ),
         HostField(
             "price",
             DECIMAL,

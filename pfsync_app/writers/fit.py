@@ -136,8 +136,8 @@ def fit_value(
     """One value fitted to ``column`` (warnings appended), or RowRefused."""
     if hasattr(value, "resolve_expression"):
         return value  # a database expression (DEFAULT) is the database's to fit
-    shown = _shown(value)
     if value is None:
+        # An empty identifier is no value at all (a listing without images has no cover).
         why = "is empty"
     else:
         try:
@@ -153,7 +153,7 @@ def fit_value(
                 raise RowRefused(
                     column.table,
                     column.name,
-                    f"the id {shown} cannot be stored as it is ({notes[0]}); ids are never "
+                    f"the id {_shown(value)} cannot be stored as it is ({notes[0]}); ids are never "
                     "altered, so this record is not saved",
                 )
             warnings.extend(f"{column.label} {note}" for note in notes)
@@ -162,9 +162,9 @@ def fit_value(
             raise RowRefused(
                 column.table,
                 column.name,
-                f"the id {shown} {why}; ids are never altered, so this record is not saved",
+                f"the id {_shown(value)} {why}; ids are never altered, so this record is not saved",
             )
-        warnings.append(f"{column.label} {shown} {why}")
+        warnings.append(f"{column.label} {_shown(value)} {why}")
     return _empty(column, value, why, warnings, default, hint)
 
 

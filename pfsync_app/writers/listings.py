@@ -27,6 +27,9 @@ from pfsync_app.writers.images import ImagePlan, cover_image, image_rows_of, wri
 from pfsync_app.writers.outcomes import CREATED, UNCHANGED, UPDATED, ListingOutcome
 from pfsync_app.writers.users import agent_by_reference, agents_by_profile
 
+#: Values never altered to fit: the listing's id, and the cover image's file name.
+IDENTIFIERS = ("pf_id", "cover_image")
+
 
 def properties() -> HostTable:
     """The host's property table as the writers see it."""
@@ -118,7 +121,7 @@ def save_listing(
     fields = property_fields(values, lookups)
     fields["cover_image"] = cover_image(values, plan, stored)
     target = {**table.to_columns(fields), **values.extras}
-    fitted = table.fit(target, identifiers=("pf_id",))
+    fitted = table.fit(target, identifiers=IDENTIFIERS)
     changed = {}
     if existing is not None:
         changed = table.changes(table.read(existing), fitted.values)
@@ -139,7 +142,7 @@ def save_listing(
                 property_id=None,
                 listing=values.record,
             )
-            written = table.fit(row, identifiers=("pf_id",))
+            written = table.fit(row, identifiers=IDENTIFIERS)
             [property_id] = table.insert([written.values])
             outcome = ListingOutcome(CREATED, property_id)
         else:
@@ -155,7 +158,7 @@ def save_listing(
                     property_id=existing.pk,
                     listing=values.record,
                 )
-                written = table.fit(row, identifiers=("pf_id",))
+                written = table.fit(row, identifiers=IDENTIFIERS)
                 table.update([existing.pk], written.values)
             outcome = ListingOutcome(
                 UPDATED if changed else UNCHANGED, existing.pk, render_changes(changed)
