@@ -43,6 +43,7 @@ from pfsync_app.hostmap import (
     TABLE_KEYS,
     TEXT,
     HostField,
+    HostMap,
     TableMap,
     host_map,
     read_host_map,
@@ -95,8 +96,11 @@ def value_kind(host: HostField) -> str:
     )
 
 
-def check_host_schema(using: str = DEFAULT_DB_ALIAS) -> list[checks.CheckMessage]:
-    """Compare the column map with the live database: tables, columns, types, NOT NULLs."""
+def check_host_schema(
+    using: str = DEFAULT_DB_ALIAS, host: HostMap | None = None
+) -> list[checks.CheckMessage]:
+    """Compare the column map (the one in effect, or ``host``) with the live database."""
+    host = host or host_map()
     connection = connections[using]
     models = host_models()
     try:
@@ -105,11 +109,11 @@ def check_host_schema(using: str = DEFAULT_DB_ALIAS) -> list[checks.CheckMessage
         messages: list[checks.CheckMessage] = []
         found = {}
         for key in TABLE_KEYS:
-            table = host_map()[key]
+            table = host[key]
             model = models[key]
             if not table.present:
                 continue
-            name = model._meta.db_table
+            name = table.table
             if name not in tables:
                 messages.append(
                     checks.Error(
@@ -128,8 +132,8 @@ def check_host_schema(using: str = DEFAULT_DB_ALIAS) -> list[checks.CheckMessage
             found[key] = columns
             messages.extend(_table_problems(table, model, columns, using))
         if "user" in found:
-            messages.extend(_fallback_problems(models["user"], found["user"], using))
-        messages.extend(_losses())
+            messages.extend(_fallback_problems(host, models["user"], found["user"], using))
+        messages.extend(_losses(host))
         return messages
     except DatabaseError as exc:
         return [
@@ -145,7 +149,7 @@ def _table_problems(
     table: TableMap, model: Any, columns: Any, using: str
 ) -> list[checks.CheckMessage]:
     """What is wrong, or will go wrong, with one present host table."""
-    key, name = table.key, model._meta.db_table
+    key, name = table.key, columns.table
     where = f"PFSYNC_HOST[{key!r}]"
     messages: list[checks.CheckMessage] = []
     filled: set[str] = set()
@@ -284,7 +288,7 @@ def _table_problems(
 
 def _narrower(table: TableMap, host: HostField, real: Any, model: Any) -> list:
     """pfsync.W004 when a column is shorter or narrower than what pfsync may write."""
-    label = f"{model._meta.db_table}.{real.name}"
+    label = real.label
     text = None
     if value_kind(host) == "text" and real.kind == "text" and real.max_length:
         longest = host.max_length
@@ -328,13 +332,14 @@ def _narrower(table: TableMap, host: HostField, real: Any, model: Any) -> list:
     ]
 
 
-def _fallback_problems(agents: Any, columns: Any, using: str) -> list[checks.CheckMessage]:
+def _fallback_problems(
+    host: HostMap, agents: Any, columns: Any, using: str
+) -> list[checks.CheckMessage]:
     """pfsync.E007 when the map's fallback agent names no host user."""
-    table = host_map()["property"]
-    reference = table.fallback_agent
+    reference = host["property"].fallback_agent
     if reference is None:
         return []
-    users = host_map()["user"]
+    users = host["user"]
     query = agents._base_manager.using(using)
     if isinstance(reference, int):
         exists = query.filter(pk=reference).exists()
@@ -349,7 +354,7 @@ def _fallback_problems(agents: Any, columns: Any, using: str) -> list[checks.Che
     return [
         checks.Error(
             f"PFSYNC_HOST['property']['fallback_agent'] is {reference!r}, and no host user in "
-            f"{agents._meta.db_table} has that {_what_names(reference)}.",
+            f"{users.table} has that {_what_names(reference)}.",
             hint=f"Name an existing user by id or username ({README_SECTION}).",
             obj=agents,
             id="pfsync.E007",
@@ -361,11 +366,11 @@ def _what_names(reference: int | str) -> str:
     return "id" if isinstance(reference, int) else "username"
 
 
-def _losses() -> list[checks.CheckMessage]:
+def _losses(host: HostMap) -> list[checks.CheckMessage]:
     """pfsync.W005: what the site loses for each fact it has no column for."""
     messages = []
     for (key, name), loss in _LOSSES.items():
-        table = host_map()[key]
+        table = host[key]
         if table.present and not table.holds(name):
             messages.append(
                 checks.Warning(
@@ -375,7 +380,7 @@ def _losses() -> list[checks.CheckMessage]:
                     id="pfsync.W005",
                 )
             )
-    prop = host_map()["property"]
+    prop = host["property"]
     if not prop.holds("area") and not prop.holds("location_name"):
         messages.append(
             checks.Warning(

@@ -121,6 +121,10 @@ def _bool(default: bool) -> Callable[[], models.Field]:
     return lambda: models.BooleanField(default=default)
 
 
+def _when() -> models.Field:
+    return models.DateTimeField(default=timezone.now)
+
+
 def _pk() -> models.Field:
     return models.BigAutoField(primary_key=True)
 
@@ -260,8 +264,8 @@ FIELDS: dict[str, tuple[HostField, ...]] = {
             lambda: models.DateTimeField(null=True, blank=True),
             may_be_empty=True,
         ),
-        HostField("created_at", DATETIME, "set on insert", lambda: models.DateTimeField()),
-        HostField("updated_at", DATETIME, "set on every update", lambda: models.DateTimeField()),
+        HostField("created_at", DATETIME, "set on insert", _when),
+        HostField("updated_at", DATETIME, "set on every update", _when),
         HostField(
             "cover_image",
             TEXT,
@@ -312,7 +316,7 @@ FIELDS: dict[str, tuple[HostField, ...]] = {
             _bool(True),
             KEPT,
         ),
-        HostField("created_at", DATETIME, "set on insert", lambda: models.DateTimeField()),
+        HostField("created_at", DATETIME, "set on insert", _when),
     ),
 }
 
@@ -444,7 +448,7 @@ def _read_table(key: str, entry: Any, table: str, given: bool, problems: list[st
     if entry is None:
         if key == "area":
             return TableMap(key, None, {name: None for name in _BY_NAME[key]})
-        problems.append(f"{where} cannot be None: pfsync needs a {key} table.")
+        problems.append(f"{where} cannot be None: pfsync cannot work without this table.")
         entry = {}
     if not isinstance(entry, Mapping):
         problems.append(f"{where} must be a dict of table, columns, defaults...; got {entry!r}.")

@@ -236,7 +236,10 @@ def literal_default(sql: str | None) -> Any:
 
 def _shown(value: Any) -> str:
     """A value as a message shows it: short, one line, no NUL."""
-    text = repr(value) if isinstance(value, str) else str(value)
+    try:
+        text = repr(value[:100]) if isinstance(value, str) else str(value)[:100]
+    except Exception:  # a number of more digits than str() allows, say
+        text = f"a {type(value).__name__} that cannot be shown"
     text = clean_text(text)[0].replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -276,7 +279,8 @@ def _as_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
-        return f"{value:f}"
+        # Plain digits, unless that would be a number of a million digits (1E+999999).
+        return f"{value:f}" if value.is_finite() and abs(value.adjusted()) < 100 else str(value)
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, datetime | date):
@@ -401,7 +405,11 @@ def _json(column: Column, value: Any) -> tuple[Any, list[str]]:
         if isinstance(node, list | tuple):
             return [cleaned(item) for item in node]
         if isinstance(node, Decimal):
-            return int(node) if node == node.to_integral_value() else float(node)
+            number = float(node)  # beyond a float's range it is infinite, refused below
+            if not math.isfinite(number):
+                raise _Unfit("holds a number that is not finite")
+            exact = abs(number) < 2**53 and node == node.to_integral_value()
+            return int(node) if exact else number
         if isinstance(node, float) and not math.isfinite(node):
             raise _Unfit("holds a number that is not finite")
         if node is None or isinstance(node, bool | int | float):
