@@ -279,11 +279,3 @@ class PfsyncSettings:
 
 
 pfsync_settings = PfsyncSettings()
-
-
-def table_name(key: str) -> str:
-    """The host table for ``key`` (area, user, property, image) as PFSYNC_TABLES names it.
-
-    PFSYNC_HOST's ``table`` wins over it: ``hostmap.host_map()`` says which is in effect.
-    """
-    return pfsync_settings.PFSYNC_TABLES[key]

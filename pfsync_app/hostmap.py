@@ -421,7 +421,7 @@ def read_host_map(host: Any = None, tables: Any = None) -> HostMap:
     parsed: dict[str, TableMap] = {}
     for key in TABLE_KEYS:
         names = {**DEFAULT_TABLES, **{k: v for k, v in tables.items() if isinstance(v, str)}}
-        parsed[key] = _read_table(key, host.get(key, {}), names[key], key in host, problems)
+        parsed[key] = _read_table(key, host.get(key, {}), names[key], problems)
     if not parsed["area"].present:
         columns = dict(parsed["property"].columns)
         columns["area"] = None
@@ -443,7 +443,7 @@ def _replace(table: TableMap, **changes: Any) -> TableMap:
     return TableMap(**values)
 
 
-def _read_table(key: str, entry: Any, table: str, given: bool, problems: list[str]) -> TableMap:
+def _read_table(key: str, entry: Any, table: str, problems: list[str]) -> TableMap:
     where = f"PFSYNC_HOST[{key!r}]"
     if entry is None:
         if key == "area":

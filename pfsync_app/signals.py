@@ -19,8 +19,8 @@ The sender is pfsync's model of the host table (``pfsync_app.models.Property``,
   ``user`` (``atlas.records.User``);
 - ``before_image_save`` / ``after_image_save``: the same with ``image_id``,
   ``property_id``, ``image`` (``mapping.ImageValues``: position, source URL,
-  size) and ``listing``; sent for an image row pfsync creates, moves, repoints
-  or deactivates.
+  size) and ``listing``; sent for an image row pf_sync creates, moves,
+  downloads again or deactivates (pf_repair's repairs send none).
 
 README.md ("Plugging into your schema") shows receivers for the common cases.
 """

@@ -52,7 +52,12 @@ from pfsync_app.models import SyncRun, WebhookEvent
 from pfsync_app.reports.logs import one_line, redact
 from pfsync_app.reports.recorder import writing_run_in_progress
 from pfsync_app.writers.events import claim_event, pending_event, pending_events, settle_event
-from pfsync_app.writers.listings import forget_fingerprint, property_id_of, unpublish
+from pfsync_app.writers.listings import (
+    can_unpublish,
+    forget_fingerprint,
+    property_id_of,
+    unpublish,
+)
 from pfsync_app.writers.lock import writer_lock
 from pfsync_app.writers.outcomes import UNCHANGED
 from pfsync_app.writers.users import agent_id_of, save_user
@@ -338,6 +343,8 @@ def _listing_unpublished(event: WebhookEvent, batch: WebhookBatch) -> str:
     property_id = property_id_of(pf_id)
     if property_id is None:
         return f"no property has pf_id {pf_id}; nothing to unpublish"
+    if not can_unpublish():
+        return "the site's property table has no is_published column; nothing can be hidden"
     done = unpublish([property_id])
     # The next pf_sync compares the listing again rather than skipping it as unchanged, so
     # an event delivered out of order is corrected by the next run.

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from pfsync_app.introspection import TableColumns, model_columns
 from pfsync_app.mapping import PropertyValues, render_changes
 from pfsync_app.media.download import StoredImage
 from pfsync_app.models import Area, ListingState, LocationName, Property
 from pfsync_app.signals import after_property_save, before_property_save
 from pfsync_app.writers.columns import HostTable, host_table, send_signal
-from pfsync_app.writers.fit import clean_text
+from pfsync_app.writers.fit import clean_text, fit_row
 from pfsync_app.writers.images import ImagePlan, cover_image, image_rows_of, write_images
 from pfsync_app.writers.outcomes import CREATED, UNCHANGED, UPDATED, ListingOutcome
 from pfsync_app.writers.users import agent_by_reference, agents_by_profile
@@ -118,6 +120,9 @@ def save_listing(
     """
     now = now or timezone.now()
     table = properties()
+    if not table.holds("pf_id"):
+        # The listing's id is kept in pfsync's own cursor: it must fit there, unaltered.
+        fit_row(_state_columns(), {"pf_id": values.pf_id}, identifiers={"pf_id"})
     fields = property_fields(values, lookups)
     fields["cover_image"] = cover_image(values, plan, stored)
     target = {**table.to_columns(fields), **values.extras}
@@ -202,6 +207,12 @@ def _planned(existing: Property | None, changed: dict, plan: ImagePlan) -> Listi
 
 #: The longest title ListingState keeps (for pf_areas unmapped's sample titles).
 STATE_TITLE_MAX = ListingState._meta.get_field("title").max_length
+
+
+@cache
+def _state_columns() -> TableColumns:
+    """The listing cursor's own columns (a listing's id lives there when the host has no pf_id)."""
+    return model_columns(ListingState)
 
 
 def _save_state(values: PropertyValues, property_id: int, fingerprint: str, now: datetime) -> None:

@@ -10,6 +10,7 @@ read back with plain SQL.
 
 from __future__ import annotations
 
+import json
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -228,16 +229,31 @@ def test_the_realty_site_syncs_by_its_column_map_and_converges_without_a_delete(
     named = manage(db, "pf_areas", "link", str(location), "--name", "Dubai Marina")
     assert named.returncode == 0, named.stderr
     assert f"Location {location} is now named 'Dubai Marina'." in named.stdout
+    other = next(
+        sb.data.listing(pf)["location"]["id"]
+        for pf in ids
+        if sb.data.listing(pf)["location"]["id"] != location
+    )
+    [found] = [loc for loc in sb.data.locations() if loc["id"] == other]
+    picked = manage(db, "pf_areas", "link", str(other), "--search", found["name"], sb=sb)
+    assert picked.returncode == 0, picked.stderr
+    assert f"Location {other} is now named '{found['name']}'." in picked.stdout
+    search = manage(db, "pf_areas", "search", found["name"], sb=sb)
+    assert f"named '{found['name']}'" in search.stdout
     site = listings(db)
     same_place = [pf for pf in ids if sb.data.listing(pf)["location"]["id"] == location]
     assert {site[pf]["location"] for pf in same_place} == {"Dubai Marina"}
-    assert {site[pf]["location"] for pf in set(ids) - set(same_place)} == {""}
+    named_other = [pf for pf in ids if sb.data.listing(pf)["location"]["id"] == other]
+    assert {site[pf]["location"] for pf in named_other} == {found["name"]}
+    assert {site[pf]["location"] for pf in set(ids) - set(same_place) - set(named_other)} <= {""}
 
     priced = next(pf for pf in ids[3:] if (sb.data.listing(pf)["price"].get("amounts")))
     kind = sb.data.listing(priced)["price"]["type"]
     sb.data.update_listing(priced, **{f"price.amounts.{kind}": 123456.5})
     pictured = next(
-        pf for pf in ids[3:] if pf != priced and len(sb.data.listing(pf)["media"]["images"]) == 2
+        pf
+        for pf in ids[3:]
+        if pf != priced and len((sb.data.listing(pf).get("media") or {}).get("images") or []) == 2
     )
     sb.data.remove_image(pictured, 1)
     photos_before = sum(len(p) for p in photos(db).values())
@@ -262,6 +278,28 @@ def test_the_realty_site_syncs_by_its_column_map_and_converges_without_a_delete(
     fourth = sync_json(db, sb)
 
     assert counters(fourth) == dict.fromkeys(counters(fourth), 0)
+
+    # A listing gone from Property Finder is unpublished on the site (its row stays).
+    gone = ids[-1]
+    sb.data.remove_listing(gone)
+    fifth = sync_json(db, sb)
+    assert fifth["counters"]["properties_unpublished"] == 1
+    assert listings(db)[gone]["is_published"] is False
+
+    # pf_check finds a lost photo through the facts pfsync keeps; pf_repair brings it back.
+    photo = next(p for ps in photos(db).values() for p in ps if p["is_active"])
+    (media / photo["image"]).unlink()
+    check_images = manage(db, "pf_check", "--json")
+    assert check_images.returncode == 1, check_images.stderr
+    report = json.loads(check_images.stdout)
+    assert [(m["image_id"], m["reason"]) for m in report["missing"]] == [(photo["id"], "missing")]
+    assert report["checked"] == sum(1 for ps in photos(db).values() for p in ps if p["is_active"])
+    repair = manage(db, "pf_repair", sb=sb)
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+    [repaired] = [p for ps in photos(db).values() for p in ps if p["id"] == photo["id"]]
+    assert repaired["image"] != photo["image"]
+    assert (media / repaired["image"]).read_bytes() == sb.data.image_bytes(photo["source_url"])
+
     if db.vendor == "postgresql":
         [(deleted,)] = db.query("SELECT coalesce(sum(n_tup_del), 0) FROM pg_stat_user_tables")
         assert deleted == 0
