@@ -24,7 +24,7 @@ from pfsync_app.media.download import StoredImage
 from pfsync_app.models import Area, ListingState, LocationName, Property
 from pfsync_app.signals import after_property_save, before_property_save
 from pfsync_app.writers.columns import HostTable, host_table, send_signal
-from pfsync_app.writers.fit import clean_text, fit_row
+from pfsync_app.writers.fit import Fitted, clean_text, fit_row
 from pfsync_app.writers.images import ImagePlan, cover_image, image_rows_of, write_images
 from pfsync_app.writers.outcomes import CREATED, UNCHANGED, UPDATED, ListingOutcome
 from pfsync_app.writers.users import agent_by_reference, agents_by_profile
@@ -100,6 +100,22 @@ def property_fields(values: PropertyValues, lookups: Lookups) -> dict[str, Any]:
     return target
 
 
+def property_target(values: PropertyValues, fields: dict[str, Any], cover: str | None) -> Fitted:
+    """What the host's property row would hold for a listing, by host column, fitted.
+
+    ``fields`` are ``property_fields(values, lookups)``; ``cover`` the storage name
+    of its first image. The one target both saving and comparing use (compare it
+    with ``properties().read(row)`` through ``properties().changes``). Raises
+    RowRefused when a value fits no way.
+    """
+    table = properties()
+    if not table.holds("pf_id"):
+        # The listing's id is kept in pfsync's own cursor: it must fit there, unaltered.
+        fit_row(_state_columns(), {"pf_id": values.pf_id}, identifiers={"pf_id"})
+    target = {**table.to_columns({**fields, "cover_image": cover}), **values.extras}
+    return table.fit(target, identifiers=IDENTIFIERS)
+
+
 def save_listing(
     values: PropertyValues,
     existing: Property | None,
@@ -120,13 +136,8 @@ def save_listing(
     """
     now = now or timezone.now()
     table = properties()
-    if not table.holds("pf_id"):
-        # The listing's id is kept in pfsync's own cursor: it must fit there, unaltered.
-        fit_row(_state_columns(), {"pf_id": values.pf_id}, identifiers={"pf_id"})
     fields = property_fields(values, lookups)
-    fields["cover_image"] = cover_image(values, plan, stored)
-    target = {**table.to_columns(fields), **values.extras}
-    fitted = table.fit(target, identifiers=IDENTIFIERS)
+    fitted = property_target(values, fields, cover_image(values, plan, stored))
     changed = {}
     if existing is not None:
         changed = table.changes(table.read(existing), fitted.values)

@@ -24,6 +24,7 @@ from pfsync_app.mapping import UserValues, render_changes
 from pfsync_app.models import Agent, AgentLink
 from pfsync_app.signals import after_user_save, before_user_save
 from pfsync_app.writers.columns import HostTable, host_table, send_signal
+from pfsync_app.writers.fit import clean_text
 from pfsync_app.writers.outcomes import CREATED, UNCHANGED, UPDATED, UserOutcome
 
 USER_FIELDS = ("first_name", "last_name", "email", "phone", "role")
@@ -104,8 +105,14 @@ def agent_by_reference(reference: int | str) -> int | None:
     return None
 
 
+def _email(values: UserValues) -> str:
+    """The user's e-mail as pfsync matches users by it (what the database can compare)."""
+    return clean_text(values.fields["email"])[0]
+
+
 def _username_for(values: UserValues, limit: int) -> str:
-    base = values.fields["email"].split("@")[0] if values.fields["email"] else ""
+    email = _email(values)
+    base = email.split("@")[0] if email else ""
     base = re.sub(r"[^\w.@+-]", "", base)[: max(limit - 30, 8)] or "pf-agent"
     taken = set(Agent.objects.filter(username__startswith=base).values_list("username", flat=True))
     candidates = (base, f"{base}-pf{values.pf_user_id}")
@@ -149,7 +156,7 @@ def find_agent(values: UserValues) -> tuple[LinkedAgent | None, bool]:
     agent = agents_by_pf_user([values.pf_user_id]).get(values.pf_user_id)
     if agent is not None:
         return agent, False
-    email = values.fields["email"]
+    email = _email(values)
     if email and users().holds("email"):
         candidates = Agent.objects.filter(email__iexact=email)
         if users().holds("pf_user_id"):
@@ -202,7 +209,7 @@ def save_user(
                 profile_id = agent.pf_public_profile_id if agent else None
         fitted = table.fit(_target(values, profile_id), identifiers=IDS)
         warnings.extend(fitted.warnings)
-        email = values.fields["email"]
+        email = _email(values)
         if email and table.holds("email"):
             sharing = Agent.objects.filter(email__iexact=email)
             if agent is not None:
