@@ -16,10 +16,9 @@ from functools import cache
 from typing import Any
 
 from django.apps import apps
-from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Model
-from django.db.utils import DatabaseError
 from django.utils import timezone
 
 # Column kinds (what a value is converted to).
@@ -141,14 +140,13 @@ def read_columns(table: str, using: str = DEFAULT_DB_ALIAS) -> TableColumns | No
     """Introspect ``table`` now: its columns, or None when it does not exist."""
     connection = connections[using]
     introspection = connection.introspection
-    with connection.cursor() as cursor:
+    # In a transaction like every other read: should the connection break here, leaving
+    # the block drops it, so the run can still say so on a new one.
+    with transaction.atomic(using=using), connection.cursor() as cursor:
         if table not in introspection.table_names(cursor):
             return None
-        try:
-            description = introspection.get_table_description(cursor, table)
-            constraints = introspection.get_constraints(cursor, table)
-        except DatabaseError:
-            return None
+        description = introspection.get_table_description(cursor, table)
+        constraints = introspection.get_constraints(cursor, table)
     unique = {
         c["columns"][0]
         for c in constraints.values()
