@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -376,7 +376,8 @@ def _datetime(column: Column, value: Any) -> tuple[datetime, list[str]]:
     else:
         raise _Unfit("is not a date and time")
     if timezone.is_naive(moment):
-        moment = moment.replace(tzinfo=UTC)
+        # As Django reads a naive datetime: in the site's time zone.
+        moment = timezone.make_aware(moment, timezone.get_default_timezone())
     return moment, []
 
 

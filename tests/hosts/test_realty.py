@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SETTINGS = "tests.hosts.realty.settings"
 BARE = "tests.hosts.realty.settings_bare"
+REALTORS = "tests.hosts.realty.settings_realtors"
 LONG_TITLE = "Sea view " * 20  # 180 characters: the site's title column holds 100
 UNKNOWN_AGENT = 999_999
 
@@ -352,3 +353,51 @@ def test_makemigrations_stays_clean_and_writes_nothing_into_the_package(tmp_path
     assert written.returncode == 0, written.stderr
     assert "No changes detected in app 'pfsync_app'" in written.stdout
     assert sorted(p.name for p in migrations.iterdir()) == before
+
+
+def test_agents_kept_in_a_separate_realtors_table_are_synced_without_auth_columns(
+    tmp_path, sandbox
+):
+    sb = sandbox
+    db = host_database(tmp_path, REALTORS)
+    try:
+        check = manage(db, "check", "--database", "default")
+        assert check.returncode == 0, check.stderr
+
+        first = sync_json(db, sb)
+
+        assert first["exit_code"] == 0, first["failures"]
+        realtors = rows(
+            db,
+            "SELECT r.id, r.first_name, r.email, r.phone, k.pf_user_id, k.pf_public_profile_id"
+            " FROM realty_realtor r JOIN pfsync_app_agentlink k ON k.agent_id = r.id",
+            "id",
+            "first_name",
+            "email",
+            "phone",
+            "pf_user_id",
+            "pf_public_profile_id",
+        )
+        users = {user["id"]: user for user in sb.data.users()}
+        assert {r["pf_user_id"] for r in realtors} == set(users)
+        for realtor in realtors:
+            user = users[realtor["pf_user_id"]]
+            assert (realtor["first_name"], realtor["email"]) == (user["firstName"], user["email"])
+        # The site's users are untouched: only its office account, owner of every listing.
+        assert db.query("SELECT username FROM accounts_account") == [("office",)]
+        by_profile = {r["pf_public_profile_id"]: r["id"] for r in realtors}
+        site = listings(db)
+        [(office,)] = db.query("SELECT id FROM accounts_account")
+        for raw in sb.data.listings():
+            row = site[raw["id"]]
+            assert row["owner_id"] == office
+            [(realtor_id,)] = db.query(
+                f"SELECT realtor_id FROM listings_listing WHERE id = {row['id']}"
+            )
+            assert realtor_id == by_profile[raw["assignedTo"]["id"]]
+
+        second = sync_json(db, sb)
+
+        assert counters(second) == dict.fromkeys(counters(second), 0)
+    finally:
+        db.drop()

@@ -19,10 +19,26 @@ class Account(AbstractUser):
         db_table = "accounts_account"
 
 
+class Realtor(models.Model):
+    """A realtor's public card (a site variant keeps its agents here, not among its users)."""
+
+    first_name = models.CharField(max_length=60)
+    last_name = models.CharField(max_length=60, blank=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        db_table = "realty_realtor"
+
+    def __str__(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
 class Listing(models.Model):
     """A property for sale or rent."""
 
     owner = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="listings")
+    realtor = models.ForeignKey(Realtor, null=True, blank=True, on_delete=models.SET_NULL)
     title = models.CharField(max_length=100)
     slug = models.SlugField(max_length=140, unique=True)
     description = models.TextField(blank=True)
