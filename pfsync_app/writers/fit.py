@@ -55,6 +55,25 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 _TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "off", "0"})
 
+_cache: dict[tuple[str, str], TableColumns | None] = {}
+
+
+def forget_columns() -> None:
+    """Read the tables' columns again on next use (a job starts; a test altered a table)."""
+    _cache.clear()
+
+
+def table_columns(table: str, using: str = DEFAULT_DB_ALIAS) -> TableColumns | None:
+    """The real columns of ``table`` (read once per process until ``forget_columns``).
+
+    None when the table does not exist.
+    """
+    key = (using, table)
+    if key not in _cache:
+        _cache[key] = read_columns(table, using)
+    return _cache[key]
+
+
 # ---------------------------------------------------------------------------
 # The rule
 # ---------------------------------------------------------------------------
@@ -73,25 +92,6 @@ class Fitted:
 
     values: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
-
-
-_cache: dict[tuple[str, str], TableColumns | None] = {}
-
-
-def forget_columns() -> None:
-    """Read the tables' columns again on next use (a job starts; a test altered a table)."""
-    _cache.clear()
-
-
-def table_columns(table: str, using: str = DEFAULT_DB_ALIAS) -> TableColumns | None:
-    """The real columns of ``table`` (read once per process until ``forget_columns``).
-
-    None when the table does not exist.
-    """
-    key = (using, table)
-    if key not in _cache:
-        _cache[key] = read_columns(table, using)
-    return _cache[key]
 
 
 def fit_row(
