@@ -55,6 +55,20 @@ from pfsync_app.reports.summary import (
     options_items,
 )
 
+
+def _has(model: Any, name: str) -> bool:
+    """Whether pfsync's model of a host table has field ``name`` (the site maps a column to it)."""
+    return any(f.name == name for f in model._meta.get_fields())
+
+
+def _present(model: Any, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The names of ``names`` that are fields of ``model`` (or not fields at all: admin methods)."""
+    fields = {f.name for f in model._meta.get_fields()}
+    host = {"pf_id", "title", "area", "price", "is_published", "reference", "position"}
+    host |= {"image", "source_url", "is_active"}
+    return tuple(n for n in names if n in fields or n not in host)
+
+
 #: Entries listed on a run's page, errors first; the entry list has them all.
 RUN_PAGE_ENTRIES = 200
 
@@ -684,9 +698,10 @@ def image_file_state(name: str) -> str:
 class PropertyImageInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = PropertyImage
     fk_name = "property"
-    fields = ("thumbnail", "position", "image", "source_url", "is_active")
+    # The columns the site has (an images table may hold only the file).
+    fields = _present(PropertyImage, ("thumbnail", "position", "image", "source_url", "is_active"))
     readonly_fields = fields
-    ordering = ("position", "id")
+    ordering = ("position", "id") if _has(PropertyImage, "position") else ("id",)
     extra = 0
     can_delete = False
 
@@ -697,24 +712,40 @@ class PropertyImageInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Property)
 class PropertyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("pf_id", "title", "area", "agent", "price", "published", "pf_updated")
-    list_filter = ("is_published", "area")
-    search_fields = ("pf_id", "title", "reference")
-    list_select_related = ("area", "user")
-    ordering = ("-pf_updated_at", "-id")
+    # Only the columns the site maps (PFSYNC_HOST): a site's property table may lack some.
+    list_display = _present(
+        Property, ("pf_id", "title", "area", "agent", "price", "published", "pf_updated")
+    )
+    list_filter = _present(Property, ("is_published", "area"))
+    search_fields = _present(Property, ("pf_id", "title", "reference"))
+    list_select_related = tuple(n for n in ("area", "user") if _has(Property, n))
+    ordering = ("-pf_updated_at", "-id") if _has(Property, "pf_updated_at") else ("-id",)
     inlines = (PropertyImageInline,)
 
-    @admin.display(description="agent", ordering="user__first_name")
+    @admin.display(
+        description="agent",
+        ordering="user__first_name"
+        if _has(Property, "user") and _has(Agent, "first_name")
+        else None,
+    )
     def agent(self, prop: Property) -> str:
-        return str(prop.user) if prop.user_id and prop.user else "—"
+        user = getattr(prop, "user", None) if getattr(prop, "user_id", None) else None
+        return str(user) if user else "—"
 
-    @admin.display(description="published", boolean=True, ordering="is_published")
-    def published(self, prop: Property) -> bool:
-        return prop.is_published
+    @admin.display(
+        description="published",
+        boolean=True,
+        ordering="is_published" if _has(Property, "is_published") else None,
+    )
+    def published(self, prop: Property) -> bool | None:
+        return getattr(prop, "is_published", None)
 
-    @admin.display(description="PF updated", ordering="pf_updated_at")
+    @admin.display(
+        description="PF updated",
+        ordering="pf_updated_at" if _has(Property, "pf_updated_at") else None,
+    )
     def pf_updated(self, prop: Property) -> str:
-        return local_datetime_text(prop.pf_updated_at) or "—"
+        return local_datetime_text(getattr(prop, "pf_updated_at", None)) or "—"
 
 
 # ---------------------------------------------------------------------------

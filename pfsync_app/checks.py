@@ -1,14 +1,23 @@
 """System checks: the host schema pfsync writes into, and pfsync's settings.
 
 Ids are stable; each message has a hint that tells the user what to change.
+A clean ``check --database default`` means the first pf_sync writes rows.
 
 - pfsync.E001  the database cannot be reached
 - pfsync.E002  a host table is missing
-- pfsync.E003  a column of a host table is missing
-- pfsync.E010  a setting has a wrong type or value
+- pfsync.E003  a column the map names is missing
+- pfsync.E004  a NOT NULL column without a default that pfsync neither fills nor has a default for
+- pfsync.E005  a mapped column's type cannot hold what pfsync writes into it
+- pfsync.E006  the map gives a default to a UNIQUE column (every row would repeat it)
+- pfsync.E007  the map's fallback agent is not a host user
+- pfsync.E010  a setting has a wrong type or value (PFSYNC_HOST and PFSYNC_TABLES included)
 - pfsync.W001  no Property Finder API credentials are configured
 - pfsync.W002  webhooks: no signing secret
 - pfsync.W003  migrations are pending, so the host schema is not checked yet
+- pfsync.W004  a column is shorter (or narrower) than the values pfsync may write
+- pfsync.W005  the site has no column for a fact, and what it loses (said once, here)
+- pfsync.W006  pfsync may have no value for a NOT NULL column without a default
+- pfsync.W007  columns are to be filled by receivers, and no receiver is connected
 """
 
 from __future__ import annotations
@@ -22,60 +31,110 @@ from django.db.utils import DatabaseError
 
 from pfsync_app.conf import DEFAULT_TABLES, SETTINGS, pfsync_settings
 from pfsync_app.exceptions import first_line
+from pfsync_app.hostmap import (
+    BOOL,
+    DATETIME,
+    DECIMAL,
+    ID,
+    INT,
+    KEPT,
+    README_SECTION,
+    REF,
+    TABLE_KEYS,
+    TEXT,
+    HostField,
+    HostMap,
+    TableMap,
+    host_map,
+    read_host_map,
+)
+from pfsync_app.introspection import read_columns, site_defaults
 
 HOST_MODEL_KEYS = tuple(DEFAULT_TABLES)
 
+# What each kind of value pfsync writes can go into (column kinds of writers.fit).
+_HOLDS = {
+    "text": {"text"},
+    "int": {"int", "decimal", "float", "text"},
+    "decimal": {"decimal", "int", "float", "text"},
+    "bool": {"bool", "int", "text"},
+    "datetime": {"datetime", "date", "text"},
+    "ref": {"int"},
+}
+_SIGNALS = {
+    "user": "before_user_save",
+    "property": "before_property_save",
+    "image": "before_image_save",
+}
+# What a site without a column for a field loses (pfsync.W005).
+_LOSSES = {
+    ("property", "is_published"): (
+        "a listing that Property Finder no longer returns cannot be hidden on the site"
+    ),
+    ("image", "is_active"): (
+        "a photo removed from a listing stays on the site (pfsync remembers it is inactive; "
+        "an after_image_save receiver can hide it)"
+    ),
+    ("property", "user"): "listings are saved without their agent",
+}
+
 
 def host_models() -> dict[str, Any]:
-    """The unmanaged models that map the host's tables, by PFSYNC_TABLES key."""
+    """The unmanaged models that map the host's tables, by table key."""
     from pfsync_app.models import Agent, Area, Property, PropertyImage
 
     return {"area": Area, "user": Agent, "property": Property, "image": PropertyImage}
 
 
-def check_host_schema(using: str = DEFAULT_DB_ALIAS) -> list[checks.CheckMessage]:
-    """Compare each mapped host table and column with the live database."""
+def value_kind(host: HostField) -> str:
+    """The kind of value pfsync writes into a field's column (text, int, ...)."""
+    if host.kind == ID:
+        built = host.build()
+        return TEXT if built.get_internal_type() == "CharField" else INT
+    return {TEXT: "text", INT: "int", DECIMAL: "decimal", BOOL: "bool", DATETIME: "datetime"}.get(
+        host.kind, "ref" if host.kind == REF else "text"
+    )
+
+
+def check_host_schema(
+    using: str = DEFAULT_DB_ALIAS, host: HostMap | None = None
+) -> list[checks.CheckMessage]:
+    """Compare the column map (the one in effect, or ``host``) with the live database."""
+    host = host or host_map()
     connection = connections[using]
+    models = host_models()
     try:
         with connection.cursor() as cursor:
             tables = set(connection.introspection.table_names(cursor))
-            messages: list[checks.CheckMessage] = []
-            for key, model in host_models().items():
-                table = model._meta.db_table
-                if table not in tables:
-                    messages.append(
-                        checks.Error(
-                            f"Host table {table!r} ({key}) does not exist in database {using!r}.",
-                            hint=(
-                                "Run the host site's migrations, or point "
-                                f"PFSYNC_TABLES[{key!r}] at the table that holds "
-                                f"{model._meta.verbose_name_plural} "
-                                f"(default {DEFAULT_TABLES[key]!r})."
-                            ),
-                            obj=model,
-                            id="pfsync.E002",
-                        )
+        messages: list[checks.CheckMessage] = []
+        found = {}
+        for key in TABLE_KEYS:
+            table = host[key]
+            model = models[key]
+            if not table.present:
+                continue
+            name = table.table
+            if name not in tables:
+                messages.append(
+                    checks.Error(
+                        f"Host table {name!r} ({key}) does not exist in database {using!r}.",
+                        hint=(
+                            "Run the host site's migrations, or name the table that holds "
+                            f"{model._meta.verbose_name_plural} in PFSYNC_HOST[{key!r}]['table'] "
+                            f"(or PFSYNC_TABLES[{key!r}]; default {DEFAULT_TABLES[key]!r})."
+                        ),
+                        obj=model,
+                        id="pfsync.E002",
                     )
-                    continue
-                present = {
-                    column.name
-                    for column in connection.introspection.get_table_description(cursor, table)
-                }
-                for field in model._meta.concrete_fields:
-                    if field.column not in present:
-                        messages.append(
-                            checks.Error(
-                                f"Column {table}.{field.column} is missing in database {using!r}.",
-                                hint=(
-                                    f"Add the column {field.column!r} to {table!r} with the "
-                                    "host's migrations (see HOST_SCHEMA.md); pfsync never "
-                                    "changes the host's schema itself."
-                                ),
-                                obj=model,
-                                id="pfsync.E003",
-                            )
-                        )
-            return messages
+                )
+                continue
+            columns = read_columns(name, using)
+            found[key] = columns
+            messages.extend(_table_problems(table, model, columns, using))
+        if "user" in found:
+            messages.extend(_fallback_problems(host, models["user"], found["user"], using))
+        messages.extend(_losses(host))
+        return messages
     except DatabaseError as exc:
         return [
             checks.Error(
@@ -84,6 +143,257 @@ def check_host_schema(using: str = DEFAULT_DB_ALIAS) -> list[checks.CheckMessage
                 id="pfsync.E001",
             )
         ]
+
+
+def _table_problems(
+    table: TableMap, model: Any, columns: Any, using: str
+) -> list[checks.CheckMessage]:
+    """What is wrong, or will go wrong, with one present host table."""
+    key, name = table.key, columns.table
+    where = f"PFSYNC_HOST[{key!r}]"
+    messages: list[checks.CheckMessage] = []
+    filled: set[str] = set()
+    for host in table.fields():
+        column = table.column(host.name)
+        if column is None:
+            continue
+        filled.add(column)
+        real = columns.get(column)
+        if real is None:
+            kept = (
+                " (pfsync keeps it in its own table when it is switched off)"
+                if host.role == KEPT
+                else ""
+            )
+            messages.append(
+                checks.Error(
+                    f"Column {name}.{column} is missing in database {using!r}: it is to hold "
+                    f"pfsync's {host.name!r} ({host.meaning}).",
+                    hint=(
+                        f"Map {host.name!r} to the column that holds it, or switch it off with "
+                        f"None{kept}, in {where}['columns'] ({README_SECTION}); pfsync never "
+                        "changes the host's schema itself."
+                    ),
+                    obj=model,
+                    id="pfsync.E003",
+                )
+            )
+            continue
+        kind = value_kind(host)
+        if real.kind not in _HOLDS[kind]:
+            messages.append(
+                checks.Error(
+                    f"Column {name}.{column} ({real.describe()}) cannot hold pfsync's "
+                    f"{host.name!r}, which is {kind} ({host.meaning}).",
+                    hint=(
+                        f"Map {host.name!r} to a column of a fitting type, or switch it off "
+                        f"with None, in {where}['columns'] ({README_SECTION})."
+                    ),
+                    obj=model,
+                    id="pfsync.E005",
+                )
+            )
+            continue
+        messages.extend(_narrower(table, host, real, model))
+        if host.may_be_empty and not real.null and not real.has_db_default:
+            if host.name == "user" and table.fallback_agent is not None:
+                continue
+            if column in table.defaults or column in dict(site_defaults(name)):
+                continue
+            when = {
+                "user": "whose agent is not a synced user (set a fallback_agent, or a default)",
+                "location_name": "whose location is not linked yet",
+                "cover_image": "without images",
+                "price": "on request or without a price",
+            }.get(host.name, f"without a {host.name}")
+            messages.append(
+                checks.Warning(
+                    f"Column {name}.{column} is NOT NULL without a default, and pfsync may "
+                    f"have no value for it: a listing {when} fails.",
+                    hint=f"Give it a default in {where}['defaults'] ({README_SECTION}).",
+                    obj=model,
+                    id="pfsync.W006",
+                )
+            )
+    for option, named in (
+        ("extra", list(table.extra)),
+        ("defaults", list(table.defaults)),
+        ("filled_by_receivers", list(table.filled_by_receivers)),
+    ):
+        for column in named:
+            if column not in columns:
+                messages.append(
+                    checks.Error(
+                        f"Column {name}.{column}, named in {where}[{option!r}], is missing in "
+                        f"database {using!r}.",
+                        hint=f"Correct the column in {where}[{option!r}] ({README_SECTION}).",
+                        obj=model,
+                        id="pfsync.E003",
+                    )
+                )
+            elif option == "defaults" and columns[column].unique:
+                messages.append(
+                    checks.Error(
+                        f"Column {name}.{column} is UNIQUE, so a default from {where}['defaults'] "
+                        "would be the same for every row.",
+                        hint=(
+                            f"Fill it in a {_SIGNALS.get(key, 'before_*_save')} receiver "
+                            f"instead, and name it in {where}['filled_by_receivers'] "
+                            f"({README_SECTION})."
+                        ),
+                        obj=model,
+                        id="pfsync.E006",
+                    )
+                )
+            if option != "defaults":
+                filled.add(column)
+    defaults = {**dict(site_defaults(name)), **table.defaults}
+    for real in columns.columns.values():
+        if (
+            real.null
+            or real.has_db_default
+            or real.primary_key
+            or real.name in filled
+            or real.name in defaults
+        ):
+            continue
+        signal = _SIGNALS.get(key, "before_*_save")
+        messages.append(
+            checks.Error(
+                f"Column {name}.{real.name} ({real.describe()}) has no default, and pfsync "
+                "neither fills it nor has a default for it: every row pfsync inserts would fail.",
+                hint=(
+                    f"Give it a default in {where}['defaults'], or fill it in a {signal} "
+                    f"receiver and name it in {where}['filled_by_receivers'] ({README_SECTION})."
+                ),
+                obj=model,
+                id="pfsync.E004",
+            )
+        )
+    if table.filled_by_receivers and key in _SIGNALS:
+        from pfsync_app import signals
+
+        if not getattr(signals, _SIGNALS[key]).has_listeners():
+            messages.append(
+                checks.Warning(
+                    f"{where}['filled_by_receivers'] names {', '.join(table.filled_by_receivers)}, "
+                    f"but no receiver is connected to {_SIGNALS[key]}.",
+                    hint=f"Connect the site's receiver ({README_SECTION}).",
+                    obj=model,
+                    id="pfsync.W007",
+                )
+            )
+    return messages
+
+
+def _narrower(table: TableMap, host: HostField, real: Any, model: Any) -> list:
+    """pfsync.W004 when a column is shorter or narrower than what pfsync may write."""
+    label = real.label
+    text = None
+    if value_kind(host) == "text" and real.kind == "text" and real.max_length:
+        longest = host.max_length
+        if (table.key, host.name) in (("image", "image"), ("property", "cover_image")):
+            folder = str(pfsync_settings.PF_IMAGE_UPLOAD_DIR).strip("/")
+            longest = len(folder) + 1 + 32 + len(".jpeg")
+        if longest is None or longest > real.max_length:
+            identifier = host.kind == ID or host.name in ("image", "source_url", "cover_image")
+            what = (
+                "one that is longer fails its record (ids and file names are never cut)"
+                if identifier
+                else "longer values are cut, with a warning"
+            )
+            text = (
+                f"Column {label} holds {real.max_length} characters and pfsync may write "
+                f"{longest or 'any number of'} into it ({host.name!r}): {what}."
+            )
+    elif real.kind == "decimal" and value_kind(host) == "decimal":
+        built = host.build()
+        if real.digits and built.max_digits - built.decimal_places > real.digits - (
+            real.scale or 0
+        ):
+            text = (
+                f"Column {label} ({real.describe()}) is narrower than pfsync's {host.name!r} "
+                f"(numeric({built.max_digits},{built.decimal_places})): larger values become empty."
+            )
+    elif real.kind == "int" and value_kind(host) == "decimal":
+        text = (
+            f"Column {label} ({real.describe()}) holds whole numbers: pfsync's {host.name!r} is "
+            "rounded half-up, with a warning when it had a fraction."
+        )
+    if text is None:
+        return []
+    return [
+        checks.Warning(
+            text,
+            hint=f"Widen the column if that matters, or map another one ({README_SECTION}).",
+            obj=model,
+            id="pfsync.W004",
+        )
+    ]
+
+
+def _fallback_problems(
+    host: HostMap, agents: Any, columns: Any, using: str
+) -> list[checks.CheckMessage]:
+    """pfsync.E007 when the map's fallback agent names no host user."""
+    reference = host["property"].fallback_agent
+    if reference is None:
+        return []
+    users = host["user"]
+    query = agents._base_manager.using(using)
+    if isinstance(reference, int):
+        exists = query.filter(pk=reference).exists()
+    elif users.holds("username") and users.column("username") in columns:
+        exists = query.filter(username=reference).exists()
+    elif users.holds("email") and users.column("email") in columns:
+        exists = query.filter(email__iexact=reference).exists()
+    else:
+        exists = False
+    if exists:
+        return []
+    return [
+        checks.Error(
+            f"PFSYNC_HOST['property']['fallback_agent'] is {reference!r}, and no host user in "
+            f"{users.table} has that {_what_names(reference)}.",
+            hint=f"Name an existing user by id or username ({README_SECTION}).",
+            obj=agents,
+            id="pfsync.E007",
+        )
+    ]
+
+
+def _what_names(reference: int | str) -> str:
+    return "id" if isinstance(reference, int) else "username"
+
+
+def _losses(host: HostMap) -> list[checks.CheckMessage]:
+    """pfsync.W005: what the site loses for each fact it has no column for."""
+    messages = []
+    for (key, name), loss in _LOSSES.items():
+        table = host[key]
+        if table.present and not table.holds(name):
+            messages.append(
+                checks.Warning(
+                    f"{table.table} has no column for pfsync's {name!r} "
+                    f"(PFSYNC_HOST[{key!r}]['columns'][{name!r}] is None): {loss}.",
+                    hint=f"Map it to a column if the site has one ({README_SECTION}).",
+                    id="pfsync.W005",
+                )
+            )
+    prop = host["property"]
+    if not prop.holds("area") and not prop.holds("location_name"):
+        messages.append(
+            checks.Warning(
+                f"{prop.table} has no column for a listing's area or its location's name: "
+                "listings are saved without where they are.",
+                hint=(
+                    "Map 'area' (with a host areas table) or 'location_name' to a column "
+                    f"({README_SECTION})."
+                ),
+                id="pfsync.W005",
+            )
+        )
+    return messages
 
 
 @checks.register(checks.Tags.database)
@@ -144,6 +454,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 id="pfsync.E010",
             )
         )
+    if "PFSYNC_HOST" not in wrong and "PFSYNC_TABLES" not in wrong:
+        for problem in read_host_map().problems:
+            messages.append(checks.Error(problem, hint=f"See {README_SECTION}.", id="pfsync.E010"))
     if (
         not pfsync_settings.PF_WEBHOOK_SECRET
         and pfsync_settings.PF_WEBHOOK_ALLOW_UNSIGNED

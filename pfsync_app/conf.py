@@ -29,7 +29,7 @@ DEFAULT_TABLES = {
     "image": "properties_propertyimage",
 }
 
-Kind = Literal["text", "url", "int", "float", "bool", "mapping", "emails"]
+Kind = Literal["text", "url", "int", "float", "bool", "mapping", "emails", "host"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ class Setting:
             "url": (f"an http(s) URL with a host, such as {self.default}", _is_http_url),
             "mapping": ("a dict of table names", _is_mapping_of_text),
             "emails": ("a list of e-mail addresses", _is_email_list),
+            "host": ("a dict with an entry per host table", lambda v: isinstance(v, Mapping)),
             "text": ("text", lambda v: isinstance(v, str)),
         }
         expected, accepts = rules[self.kind]
@@ -312,6 +313,15 @@ SETTINGS: tuple[Setting, ...] = (
         kind="mapping",
         env=False,
     ),
+    Setting(
+        "PFSYNC_HOST",
+        {},
+        "the column map: per host table its name, which column holds each pfsync field (or "
+        "`None`), defaults, extra columns, the fallback agent (see [Plugging into your "
+        "schema](#plugging-into-your-schema)). A `table` named here wins over `PFSYNC_TABLES`",
+        kind="host",
+        env=False,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -328,12 +338,9 @@ class PfsyncSettings:
         value = setting.current()
         if name == "PFSYNC_TABLES":
             return {**DEFAULT_TABLES, **(value or {})}
+        if name == "PFSYNC_HOST":
+            return value or {}
         return value
 
 
 pfsync_settings = PfsyncSettings()
-
-
-def table_name(key: str) -> str:
-    """The host table for ``key`` (area, user, property, image), honouring PFSYNC_TABLES."""
-    return pfsync_settings.PFSYNC_TABLES[key]

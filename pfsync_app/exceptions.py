@@ -5,6 +5,9 @@
     │   ├── MediaStorageFull the media storage is full: the run stops instead of failing each image
     │   ├── WriterBusy       another pf_sync or pf_repair holds the writer lock
     │   └── UnknownProperty  --property names no property of the host
+    ├── RecordRejected       one record (a user, a listing) cannot be saved; the run goes on
+    │   ├── RowRefused       a value cannot be fitted to its host column (names table and column)
+    │   └── ReceiverFailed   a site's signal receiver raised while the row was being written
     ├── AreaError            pf_areas refuses a request (bad id, location already linked...)
     ├── InvalidEvent         a webhook request body is not a usable event (HTTP 400)
     ├── WebhookSetupError    a webhook subscription refused (bad URL or secret, or by the API)
@@ -62,6 +65,23 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signal_name: str = "SIGTERM") -> None:
         super().__init__(signal_name)
         self.signal_name = signal_name
+
+
+class RecordRejected(PfsyncError):
+    """One record cannot be saved; it fails alone (a report entry), the run goes on."""
+
+
+class RowRefused(RecordRejected):
+    """A value fits no way into its host column (``table``, ``column``); the row is not written."""
+
+    def __init__(self, table: str, column: str, message: str) -> None:
+        super().__init__(f"{table}.{column}: {message}")
+        self.table = table
+        self.column = column
+
+
+class ReceiverFailed(RecordRejected):
+    """A site's receiver of a pfsync signal raised: the row's transaction is rolled back."""
 
 
 class AreaError(PfsyncError):

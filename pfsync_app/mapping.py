@@ -1,43 +1,27 @@
-"""Pure mapping: Atlas records in, host row values out (HOST_SCHEMA.md's rules).
+"""Pure mapping: Atlas records in, the values of pfsync's fields out (the domain's rules).
 
-Nothing here touches the database or the network. Values that do not fit the
-host's columns are made to fit and reported as warnings, never as failures: a
-title longer than 255 characters is cut, an absurd price becomes NULL.
+Nothing here touches the database or the network, and nothing here knows the
+host's columns: fitting a value to the real column (cutting a long title,
+rounding a price for an integer column, NULL for an absurd one) is the
+writers' one rule (``writers.fit``). Here a value the API gives that means
+nothing (``bedrooms: "lots"``, a negative price) becomes empty with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pfsync_app.atlas import records
+from pfsync_app.hostmap import resolve_path
 
-# Column limits of HOST_SCHEMA.md.
-PROPERTY_TEXT_LIMITS = {
-    "pf_id": 64,
-    "reference": 64,
-    "title": 255,
-    "title_ar": 255,
-    "category": 32,
-    "property_type": 32,
-    "status_type": 16,
-    "price_period": 16,
-    "furnishing": 32,
-}
-USER_TEXT_LIMITS = {
-    "first_name": 150,
-    "last_name": 150,
-    "email": 254,
-    "phone": 32,
-    "role": 32,
-}
-SMALLINT_MAX = 32767
-# numeric(14,2) and numeric(12,2)
-PRICE_MAX = Decimal("999999999999.99")
-SIZE_MAX = Decimal("9999999999.99")
+#: The longest image URL pfsync keeps (its own tables' source_url columns).
+MAX_IMAGE_URL = 1024
 SALE = "sale"
 # Values the spec documents; others are stored as given (the API keeps adding some) and noted.
 KNOWN_VALUES = {
@@ -67,6 +51,8 @@ class PropertyValues:
     assigned_to_id: int | None
     images: list[ImageValues]
     warnings: list[str] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)  # extra host column -> API value
+    record: records.Listing | None = field(default=None, repr=False, compare=False)
 
     def fingerprint(self) -> str:
         """A digest of everything pfsync writes for this listing, to skip unchanged ones."""
@@ -76,7 +62,11 @@ class PropertyValues:
             "agent": self.assigned_to_id,
             "images": [(i.position, i.source_url, i.width, i.height) for i in self.images],
         }
-        encoded = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+        if self.extras:
+            payload["extras"] = self.extras
+        encoded = json.dumps(
+            payload, sort_keys=True, ensure_ascii=False, default=str, allow_nan=True
+        ).encode("utf-8", "surrogatepass")
         return hashlib.sha256(encoded).hexdigest()
 
 
@@ -88,6 +78,8 @@ class UserValues:
     pf_public_profile_id: int | None
     fields: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)  # extra host column -> API value
+    record: records.User | None = field(default=None, repr=False, compare=False)
 
 
 def _canonical(value: Any) -> Any:
@@ -98,13 +90,9 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def fit_text(value: str | None, limit: int | None, column: str, warnings: list[str]) -> str:
-    """The text cut to the column's length (with a warning when cut); None becomes ''."""
-    text = "" if value is None else str(value)
-    if limit is not None and len(text) > limit:
-        warnings.append(f"{column} was {len(text)} characters, cut to {limit}")
-        text = text[:limit]
-    return text
+def text_of(value: Any) -> str:
+    """A text field's value: the API's text, '' when it gives none."""
+    return "" if value is None else str(value)
 
 
 def room_count(value: str | None, zero_word: str, column: str, warnings: list[str]) -> int | None:
@@ -119,24 +107,24 @@ def room_count(value: str | None, zero_word: str, column: str, warnings: list[st
     except ValueError:
         warnings.append(f"{column} {value!r} is not a number; stored as empty")
         return None
-    if not 0 <= number <= SMALLINT_MAX:
-        warnings.append(f"{column} {number} is out of range; stored as empty")
+    if number < 0:
+        warnings.append(f"{column} {number} is negative; stored as empty")
         return None
     return number
 
 
-def bounded_decimal(
-    value: Any, maximum: Decimal, column: str, warnings: list[str]
-) -> Decimal | None:
-    """A non-negative decimal that fits the column, rounded to cents; else NULL and a warning."""
+def amount(value: Any, column: str, warnings: list[str]) -> Decimal | None:
+    """A price or size as a decimal; one that is not a number, or negative, is NULL."""
     if value is None or value == "":
         return None
     try:
-        number = Decimal(str(value)).quantize(Decimal("0.01"))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(value)
+        number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         warnings.append(f"{column} {value!r} is not a number; stored as empty")
         return None
-    if not number.is_finite() or number < 0 or number > maximum:
+    if not number.is_finite() or number < 0:
         warnings.append(f"{column} {value} is out of range; stored as empty")
         return None
     return number
@@ -146,38 +134,40 @@ def listing_price(price: records.Price | None, warnings: list[str]) -> tuple[Dec
     """``price.amounts[price.type]`` (NULL when on request or absent) and the period."""
     if price is None or not price.type:
         return None, ""
-    period = fit_text(price.type, PROPERTY_TEXT_LIMITS["price_period"], "price_period", warnings)
+    period = text_of(price.type)
     if price.on_request:
         return None, period
-    amount = (price.amounts or {}).get(price.type)
-    return bounded_decimal(amount, PRICE_MAX, "price", warnings), period
+    given = (price.amounts or {}).get(price.type)
+    return amount(given, "price", warnings), period
 
 
-def map_listing(listing: records.Listing) -> PropertyValues:
-    """Map one Atlas listing onto the host's property columns."""
+def extra_values(raw: Mapping[str, Any] | None, extra: Mapping[str, str]) -> dict[str, Any]:
+    """The values of the map's extra columns: column -> the API record's value at its path."""
+    return {column: resolve_path(raw, path) for column, path in extra.items()}
+
+
+def map_listing(listing: records.Listing, extra: Mapping[str, str] | None = None) -> PropertyValues:
+    """Map one Atlas listing onto pfsync's property fields (and the map's ``extra`` columns)."""
     warnings: list[str] = []
-
-    def text(value: str | None, column: str) -> str:
-        return fit_text(value, PROPERTY_TEXT_LIMITS.get(column), column, warnings)
 
     price, price_period = listing_price(listing.price, warnings)
     price_type = listing.price.type if listing.price else None
     status_type = "" if not price_type else (SALE if price_type == SALE else "rent")
     fields = {
-        "reference": text(listing.reference, "reference"),
-        "title": text(listing.title_en, "title"),
-        "title_ar": text(listing.title_ar, "title_ar"),
-        "description": text(listing.description_en, "description"),
-        "description_ar": text(listing.description_ar, "description_ar"),
-        "category": text(listing.category, "category"),
-        "property_type": text(listing.property_type, "property_type"),
+        "reference": text_of(listing.reference),
+        "title": text_of(listing.title_en),
+        "title_ar": text_of(listing.title_ar),
+        "description": text_of(listing.description_en),
+        "description_ar": text_of(listing.description_ar),
+        "category": text_of(listing.category),
+        "property_type": text_of(listing.property_type),
         "status_type": status_type,
         "price": price,
         "price_period": price_period,
         "bedrooms": room_count(listing.bedrooms, "studio", "bedrooms", warnings),
         "bathrooms": room_count(listing.bathrooms, "none", "bathrooms", warnings),
-        "size": bounded_decimal(listing.size, SIZE_MAX, "size", warnings),
-        "furnishing": text(listing.furnishing_type, "furnishing"),
+        "size": amount(listing.size, "size", warnings),
+        "furnishing": text_of(listing.furnishing_type),
         "is_published": bool(listing.is_live),
         "pf_updated_at": listing.updated_at,
     }
@@ -191,8 +181,10 @@ def map_listing(listing: records.Listing) -> PropertyValues:
     for image in listing.images:
         if not image.url:
             continue
-        if len(image.url) > 1024:
-            warnings.append(f"image {image.position} URL is longer than 1024 characters; skipped")
+        if len(image.url) > MAX_IMAGE_URL:
+            warnings.append(
+                f"image {image.position} URL is longer than {MAX_IMAGE_URL} characters; skipped"
+            )
             continue
         images.append(ImageValues(image.position, image.url, image.width, image.height))
     return PropertyValues(
@@ -202,28 +194,28 @@ def map_listing(listing: records.Listing) -> PropertyValues:
         assigned_to_id=listing.assigned_to_id,
         images=images,
         warnings=warnings,
+        extras=extra_values(listing.raw, extra or {}),
+        record=listing,
     )
 
 
-def map_user(user: records.User) -> UserValues:
-    """Map one Atlas user onto the host's user columns."""
-    warnings: list[str] = []
+def map_user(user: records.User, extra: Mapping[str, str] | None = None) -> UserValues:
+    """Map one Atlas user onto pfsync's user fields (and the map's ``extra`` columns)."""
     profile = user.public_profile
     phone = user.mobile or (profile.phone if profile else None)
     fields = {
-        "first_name": fit_text(
-            user.first_name, USER_TEXT_LIMITS["first_name"], "first_name", warnings
-        ),
-        "last_name": fit_text(user.last_name, USER_TEXT_LIMITS["last_name"], "last_name", warnings),
-        "email": fit_text((user.email or "").strip(), USER_TEXT_LIMITS["email"], "email", warnings),
-        "phone": fit_text(phone, USER_TEXT_LIMITS["phone"], "phone", warnings),
-        "role": fit_text(user.base_role_key, USER_TEXT_LIMITS["role"], "role", warnings),
+        "first_name": text_of(user.first_name),
+        "last_name": text_of(user.last_name),
+        "email": text_of(user.email).strip(),
+        "phone": text_of(phone),
+        "role": text_of(user.base_role_key),
     }
     return UserValues(
         pf_user_id=user.id,
         pf_public_profile_id=profile.id if profile else None,
         fields=fields,
-        warnings=warnings,
+        extras=extra_values(user.raw, extra or {}),
+        record=user,
     )
 
 

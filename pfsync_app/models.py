@@ -1,130 +1,144 @@
 """pfsync's models: unmanaged maps of the host's tables, and pfsync's own bookkeeping.
 
 The host tables (areas, users, properties, images) belong to the host site:
-pfsync maps them with ``managed = False`` models whose table names come from
-``PFSYNC_TABLES`` and never changes their structure. Its own tables (runs,
-report entries, image checksums, listing cursors, unmapped locations, webhook
-events, run locks) come from pfsync's own migrations.
+pfsync maps them with ``managed = False`` models built from the column map
+(``hostmap``: PFSYNC_HOST and PFSYNC_TABLES) and never changes their structure.
+Its own tables (runs, report entries, image checksums, listing cursors, the
+facts a host has no column for, webhook events, run locks) come from pfsync's
+own migrations.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
 
-from pfsync_app.conf import table_name
+from pfsync_app.conf import DEFAULT_TABLES
+from pfsync_app.hostmap import FIELDS, REF, HostMap, TableMap, host_map
 
 # ---------------------------------------------------------------------------
-# The host's tables (unmanaged: pfsync writes rows, never DDL).
+# The host's tables (unmanaged: pfsync writes rows, never DDL), built from the map.
 # ---------------------------------------------------------------------------
 
 
-class Area(models.Model):
-    """The host's area; linked to a Property Finder location by pf_location_id."""
+class HostColumnField(models.Field):
+    """A host column pfsync writes values into as given: extra columns of the map.
 
-    id = models.BigAutoField(primary_key=True)
-    name = models.CharField(max_length=255)
-    pf_location_id = models.IntegerField(null=True, blank=True, unique=True)
+    The writers fit every value to the column's real type first (``writers.fit``),
+    so this field only hands values to the database driver.
+    """
 
-    class Meta:
-        managed = False
-        db_table = table_name("area")
-        ordering = ["name"]
+    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
+        """Values as the driver takes them: datetimes and JSON as the backend wants."""
+        if value is None or hasattr(value, "resolve_expression"):
+            return value
+        if isinstance(value, dict | list):
+            from django.core.serializers.json import DjangoJSONEncoder
 
-    def __str__(self) -> str:
-        return self.name
-
-
-class Agent(models.Model):
-    """The host's user table (its AUTH_USER_MODEL), seen as Property Finder agents."""
-
-    id = models.BigAutoField(primary_key=True)
-    password = models.CharField(max_length=128)
-    last_login = models.DateTimeField(null=True, blank=True)
-    is_superuser = models.BooleanField(default=False)
-    username = models.CharField(max_length=150, unique=True)
-    first_name = models.CharField(max_length=150, blank=True, default="")
-    last_name = models.CharField(max_length=150, blank=True, default="")
-    email = models.CharField(max_length=254, blank=True, default="")
-    is_staff = models.BooleanField(default=False)
-    is_active = models.BooleanField(default=True)
-    date_joined = models.DateTimeField(default=timezone.now)
-    phone = models.CharField(max_length=32, blank=True, default="")
-    role = models.CharField(max_length=32, blank=True, default="")
-    pf_user_id = models.IntegerField(null=True, blank=True, unique=True)
-    pf_public_profile_id = models.IntegerField(null=True, blank=True, unique=True)
-
-    class Meta:
-        managed = False
-        db_table = table_name("user")
-        verbose_name = "agent"
-
-    def __str__(self) -> str:
-        full = f"{self.first_name} {self.last_name}".strip()
-        return full or self.username
+            return connection.ops.adapt_json_value(value, DjangoJSONEncoder)
+        if hasattr(value, "utcoffset"):
+            return connection.ops.adapt_datetimefield_value(value)
+        if hasattr(value, "isoformat") and hasattr(value, "year"):
+            return connection.ops.adapt_datefield_value(value)
+        return value
 
 
-class Property(models.Model):
-    """The host's property row; ``pf_id`` links it to a Property Finder listing."""
+#: Model names and Meta options of the host models. The options the migration state
+#: sees are these constants: the table names, columns and ordering a site maps are
+#: set on ``_meta`` after the class is made, so ``makemigrations`` never sees the map.
+_HOST_MODELS = {
+    "area": ("Area", {"ordering": ["name"]}),
+    "user": ("Agent", {"verbose_name": "agent"}),
+    "property": ("Property", {"verbose_name_plural": "properties"}),
+    "image": ("PropertyImage", {"ordering": ["property_id", "position", "id"]}),
+}
+_REFERENCED = {"user": "Agent", "area": "Area", "property": "Property"}
 
-    id = models.BigAutoField(primary_key=True)
-    pf_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
-    reference = models.CharField(max_length=64, blank=True, default="")
-    user = models.ForeignKey(
-        Agent, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False
+
+def _str_area(self: Any) -> str:
+    return getattr(self, "name", "") or f"Area {self.pk}"
+
+
+def _str_agent(self: Any) -> str:
+    full = f"{getattr(self, 'first_name', '')} {getattr(self, 'last_name', '')}".strip()
+    return full or getattr(self, "username", "") or getattr(self, "email", "") or f"User {self.pk}"
+
+
+def _str_property(self: Any) -> str:
+    return getattr(self, "title", "") or getattr(self, "pf_id", "") or f"Property {self.pk}"
+
+
+def _str_image(self: Any) -> str:
+    return self.image
+
+
+_STR = {"area": _str_area, "user": _str_agent, "property": _str_property, "image": _str_image}
+_DOCS = {
+    "area": "The host's area; linked to a Property Finder location by pf_location_id.",
+    "user": "The host's user table (its AUTH_USER_MODEL, or its agents table), seen as agents.",
+    "property": "The host's property row; linked to a Property Finder listing by its pf_id.",
+    "image": "One image of a property; ``image`` is a name in Django's default storage.",
+}
+
+
+def extra_field_name(column: str) -> str:
+    """The model attribute of a host column the map fills from the API record."""
+    return f"extra_{column}"
+
+
+def _build_host_model(table: TableMap) -> type[models.Model]:
+    """The unmanaged model of one host table: a field for each column the map names."""
+    name, options = _HOST_MODELS[table.key]
+    meta = type(
+        "Meta",
+        (),
+        {"managed": False, "db_table": DEFAULT_TABLES[table.key], **options},
     )
-    area = models.ForeignKey(
-        Area, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False
-    )
-    title = models.CharField(max_length=255, blank=True, default="")
-    title_ar = models.CharField(max_length=255, blank=True, default="")
-    description = models.TextField(blank=True, default="")
-    description_ar = models.TextField(blank=True, default="")
-    category = models.CharField(max_length=32, blank=True, default="")
-    property_type = models.CharField(max_length=32, blank=True, default="")
-    status_type = models.CharField(max_length=16, blank=True, default="")
-    price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
-    price_period = models.CharField(max_length=16, blank=True, default="")
-    bedrooms = models.SmallIntegerField(null=True, blank=True)
-    bathrooms = models.SmallIntegerField(null=True, blank=True)
-    size = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    furnishing = models.CharField(max_length=32, blank=True, default="")
-    is_published = models.BooleanField(default=False)
-    pf_updated_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField()
-    updated_at = models.DateTimeField()
+    attrs: dict[str, Any] = {
+        "__module__": __name__,
+        "__doc__": _DOCS[table.key],
+        "__str__": _STR[table.key],
+        "Meta": meta,
+    }
+    for host in FIELDS[table.key]:
+        column = table.column(host.name)
+        if column is None:
+            continue
+        if host.kind == REF:
+            related = {"related_name": "images"} if table.key == "image" else {}
+            attrs[host.name] = models.ForeignKey(
+                _REFERENCED[host.to],
+                null=host.name != "property",
+                blank=True,
+                on_delete=models.DO_NOTHING,
+                db_constraint=False,
+                db_column=column,
+                **related,
+            )
+        else:
+            built = host.build()
+            built.db_column = column
+            attrs[host.name] = built
+    for column in table.extra:
+        attrs[extra_field_name(column)] = HostColumnField(db_column=column, null=True)
+    model = type(name, (models.Model,), attrs)
+    # What the site maps, out of the migration state's sight (see _HOST_MODELS).
+    model._meta.db_table = table.table or DEFAULT_TABLES[table.key]
+    if table.key == "image" and "position" not in attrs:
+        model._meta.ordering = ["property_id", "id"]
+    if table.key == "area" and "name" not in attrs:
+        model._meta.ordering = []
+    return model
 
-    class Meta:
-        managed = False
-        db_table = table_name("property")
-        verbose_name_plural = "properties"
 
-    def __str__(self) -> str:
-        return self.title or self.pf_id or f"Property {self.pk}"
+HOST: HostMap = host_map()
 
-
-class PropertyImage(models.Model):
-    """One image of a property; ``image`` is a name in Django's default storage."""
-
-    id = models.BigAutoField(primary_key=True)
-    property = models.ForeignKey(
-        Property, on_delete=models.DO_NOTHING, db_constraint=False, related_name="images"
-    )
-    image = models.CharField(max_length=255)
-    source_url = models.CharField(max_length=1024, blank=True, default="")
-    position = models.IntegerField(default=0)
-    width = models.IntegerField(null=True, blank=True)
-    height = models.IntegerField(null=True, blank=True)
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField()
-
-    class Meta:
-        managed = False
-        db_table = table_name("image")
-        ordering = ["property_id", "position", "id"]
-
-    def __str__(self) -> str:
-        return self.image
+Area = _build_host_model(HOST["area"])
+Agent = _build_host_model(HOST["user"])
+Property = _build_host_model(HOST["property"])
+PropertyImage = _build_host_model(HOST["image"])
 
 
 # ---------------------------------------------------------------------------
@@ -321,3 +335,45 @@ class RunLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by pid {self.pid}"
+
+
+# ---------------------------------------------------------------------------
+# What pfsync keeps for a host that has no column for it (see hostmap.KEPT).
+# ---------------------------------------------------------------------------
+
+
+class AgentLink(models.Model):
+    """The Property Finder ids of a host user, for a user table without columns for them."""
+
+    agent_id = models.BigIntegerField(unique=True)
+    pf_user_id = models.IntegerField(unique=True)
+    pf_public_profile_id = models.IntegerField(null=True, blank=True, unique=True)
+
+    def __str__(self) -> str:
+        return f"PF user {self.pf_user_id} = host user {self.agent_id}"
+
+
+class ImageState(models.Model):
+    """The facts of a host image row that the host's images table has no column for."""
+
+    image_id = models.BigIntegerField(unique=True)
+    property_id = models.BigIntegerField(db_index=True)
+    source_url = models.CharField(max_length=1024, blank=True, default="")
+    position = models.IntegerField(default=0)
+    width = models.IntegerField(null=True, blank=True)
+    height = models.IntegerField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} at {self.position}"
+
+
+class LocationName(models.Model):
+    """A Property Finder location's name, given with pf_areas link when the host has no areas."""
+
+    location_id = models.IntegerField(unique=True)
+    name = models.CharField(max_length=255)
+    linked_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.location_id}: {self.name}"

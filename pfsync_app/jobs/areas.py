@@ -22,8 +22,11 @@ from pfsync_app.models import SyncRun
 from pfsync_app.writers.areas import (
     LinkResult,
     areas_linking,
+    has_areas,
     link,
+    link_name,
     linked_locations,
+    require_areas,
     unlinked_areas,
 )
 
@@ -70,7 +73,7 @@ UNSEARCHABLE = "unsearchable"
 
 @dataclass(frozen=True)
 class Candidate:
-    """A location found by a search, and the host area that already links it (if any)."""
+    """A location found by a search, and the host area (or name) that already links it."""
 
     location: records.Location
     area_id: int | None = None
@@ -145,6 +148,20 @@ def parent_filter(value: str | None) -> str | None:
     return ", ".join(names) or None
 
 
+def location_named_by_search(client: Any, location_id: int, text: str) -> str:
+    """The name of location ``location_id`` as a search for ``text`` finds it (pick from search)."""
+    search = check_search_text(text)
+    for location in client.search_locations(search):
+        if location.id == location_id:
+            if not (location.name or "").strip():
+                raise AreaError(f"location {location_id} has no name on Property Finder.")
+            return location.name
+    raise AreaError(
+        f"a search for {search!r} does not find location {location_id}; search again "
+        "(pf_areas search TEXT) and pick an id it lists, or give --name TEXT."
+    )
+
+
 def search_locations(
     client: Any,
     text: str,
@@ -164,6 +181,11 @@ def search_locations(
         )
     )
     return with_areas(found)
+
+
+def check_location_id(value: Any) -> int:
+    """A location id as a positive number; AreaError when it is not one."""
+    return _positive_id(value, "location id")
 
 
 def _positive_id(value: Any, what: str) -> int:
@@ -193,12 +215,13 @@ def with_areas(locations: Iterable[records.Location]) -> list[Candidate]:
 
 @dataclass(frozen=True)
 class LinkRequest:
-    """One link to make: a location to an existing area, or to a new area of this name."""
+    """One link to make: a location to an existing area, a new area, or (no areas) a name."""
 
     location_id: int
     area_id: int | None = None
     create_name: str | None = None
     force: bool = False
+    name: str | None = None
 
 
 class LinkJob(Job):
@@ -220,7 +243,12 @@ class LinkJob(Job):
     def options(self) -> dict[str, Any]:
         return {
             "links": [
-                {"location": r.location_id, "area": r.area_id, "create": r.create_name}
+                {
+                    "location": r.location_id,
+                    "area": r.area_id,
+                    "create": r.create_name,
+                    "name": r.name,
+                }
                 for r in self.requests[:100]
             ],
             "force": any(r.force for r in self.requests),
@@ -229,9 +257,12 @@ class LinkJob(Job):
     def work(self) -> None:
         for request in self.requests:
             try:
-                result = link(
-                    request.location_id, request.area_id, request.create_name, request.force
-                )
+                if request.name is not None:
+                    result = link_name(request.location_id, request.name, request.force)
+                else:
+                    result = link(
+                        request.location_id, request.area_id, request.create_name, request.force
+                    )
             except AreaError as exc:
                 if not self.keep_going:
                     raise
@@ -239,12 +270,17 @@ class LinkJob(Job):
                 self.results.append(exc)
                 continue
             self.results.append(result)
-            self.recorder.info(
-                "area.linked",
-                f"location {result.location_id} now links area {result.area_id} "
-                f"'{result.area_name}'; {result.properties_filled} properties got the area",
-                pf_id=str(result.location_id),
-            )
+            if result.area_id is None:
+                text = (
+                    f"location {result.location_id} is now named '{result.area_name}'; "
+                    f"{result.properties_filled} properties got the name"
+                )
+            else:
+                text = (
+                    f"location {result.location_id} now links area {result.area_id} "
+                    f"'{result.area_name}'; {result.properties_filled} properties got the area"
+                )
+            self.recorder.info("area.linked", text, pf_id=str(result.location_id))
 
     def finish_message(self) -> str:
         done = sum(isinstance(r, LinkResult) for r in self.results)
@@ -259,16 +295,30 @@ def link_location(
     area_id: int | None = None,
     *,
     create_name: str | None = None,
+    name: str | None = None,
     force: bool = False,
 ) -> LinkResult:
     """Link a PF location to a host area (or a new one) and give the waiting properties the area.
 
-    ``force`` lets an area that links another location move to this one (its
-    properties from the old location lose the area) or lets ``create_name``
-    repeat an existing area's name. Raises AreaError with one sentence when
+    A site without an areas table gives the location a ``name`` instead: its
+    properties' location name column is filled at once. ``force`` lets an area
+    that links another location move to this one (its properties from the old
+    location lose the area), lets ``create_name`` repeat an existing area's
+    name, or renames a named location. Raises AreaError with one sentence when
     the link is refused, SyncAborted when it cannot run (another run holds the lock).
     """
     location_id = _positive_id(location_id, "location id")
+    if name is not None:
+        if area_id is not None or create_name is not None:
+            raise AreaError("give --name alone, without an AREA_ID or --create.")
+        if has_areas():
+            raise AreaError(
+                "--name is for a site without an areas table; this one has areas: give the "
+                "AREA_ID to link to, or --create NAME for a new area."
+            )
+        (result,) = LinkJob([LinkRequest(location_id, name=name, force=force)]).run()
+        return result
+    require_areas("linking a location to an area")
     if (area_id is None) == (create_name is None):
         raise AreaError("give either an AREA_ID or --create NAME, not both or neither.")
     if area_id is not None:
@@ -286,6 +336,7 @@ def automap(client: Any, apply: bool = False) -> list[Proposal]:
     half way links nothing. With ``apply`` the matches are linked in one
     recorded run; a link refused meanwhile is reported in the proposal's ``error``.
     """
+    require_areas("automap (which matches host area names)")
     linked = linked_locations()
     proposals = [_propose(client, area_id, name, linked) for area_id, name in unlinked_areas()]
     claims: dict[int, list[Proposal]] = {}

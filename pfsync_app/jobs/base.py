@@ -46,6 +46,7 @@ from pfsync_app.jobs.pipeline import Progress
 from pfsync_app.media.download import ImageDownloader
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.recorder import RunRecorder
+from pfsync_app.writers.fit import forget_columns
 from pfsync_app.writers.lock import Lease, describe_holder, writer_lock
 
 logger = logging.getLogger("pfsync.jobs")
@@ -271,6 +272,7 @@ class Job(ABC):
 
     def run(self) -> Any:
         """Run the job; raise SyncAborted (exit status 2) when it cannot run or must stop."""
+        forget_columns()  # the host's columns are read again once per job
         options = self.options()
         try:
             self.preflight()

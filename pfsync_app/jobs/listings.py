@@ -19,7 +19,13 @@ from django.core.files.storage import Storage
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from pfsync_app.atlas import records
-from pfsync_app.exceptions import ImageDownloadError, MediaStorageFull, first_line
+from pfsync_app.exceptions import (
+    ImageDownloadError,
+    MediaStorageFull,
+    RecordRejected,
+    first_line,
+)
+from pfsync_app.hostmap import host_map
 from pfsync_app.jobs.pipeline import Progress
 from pfsync_app.mapping import PropertyValues, map_listing
 from pfsync_app.media.download import ImageDownloader, StoredImage
@@ -84,13 +90,15 @@ class ListingStage:
         self.skip_unchanged = skip_unchanged
         self.lookups = Lookups()
         self.unmapped: Counter[int] = Counter()
+        self.fallback_used = 0
         self.skipped_unchanged = 0
+        self.extra = dict(host_map()["property"].extra)
 
     # -- one page --------------------------------------------------------------
 
     def save(self, listings: list[records.Listing]) -> None:
         """Map, skip unchanged, download and write these listings (one page's worth)."""
-        mapped = [map_listing(listing) for listing in listings]
+        mapped = [map_listing(listing, self.extra) for listing in listings]
         fingerprints = listing_fingerprints([values.pf_id for values in mapped])
         work: list[tuple[PropertyValues, str]] = []
         for values in mapped:
@@ -106,7 +114,7 @@ class ListingStage:
         self.recorder.checkpoint()
 
     def _note_location(self, values: PropertyValues) -> None:
-        if values.location_id is not None and self.lookups.area_id(values.location_id) is None:
+        if values.location_id is not None and not self.lookups.linked(values.location_id):
             self.unmapped[values.location_id] += 1
 
     def _save_changed(self, work: list[tuple[PropertyValues, str]]) -> None:
@@ -180,7 +188,7 @@ class ListingStage:
                 fingerprint="" if failed else item.fingerprint,
                 dry_run=self.dry_run,
             )
-        except (DatabaseError, ValueError, TypeError) as exc:
+        except (DatabaseError, ValueError, TypeError, RecordRejected) as exc:
             # The transaction rolled back: no row refers to the files downloaded for it.
             discard(self.storage, [file.name for file in stored.values()])
             self._record_image_failures(values.pf_id, image_failures, existing_id)
@@ -197,6 +205,10 @@ class ListingStage:
         self._record_image_failures(
             values.pf_id, image_failures, outcome.property_id or existing_id
         )
+        for warning in outcome.warnings:
+            self.recorder.warning("listing.warning", warning, pf_id=values.pf_id)
+        if self.lookups.uses_fallback(values):
+            self.fallback_used += 1
         if self.dry_run:
             self._record_planned(values.pf_id, outcome)
         else:
@@ -302,11 +314,23 @@ class ListingStage:
         self.failures.append(f"listing {pf_id}: {message}")
 
     def report_unmapped(self) -> None:
-        """One warning per location whose listings were saved with no area."""
+        """One warning per location whose listings were saved with no area; one for the fallback."""
+        areas = host_map()["area"].present
         for location_id, count in self.unmapped.most_common():
+            how = "AREA_ID" if areas else "--name TEXT"
+            what = "no area" if areas else "no location name"
             self.recorder.warning(
                 "location.unmapped",
-                f"location {location_id}: {count} listing(s) saved with no area "
-                f"(link it: python manage.py pf_areas link {location_id} AREA_ID)",
+                f"location {location_id}: {count} listing(s) saved with {what} "
+                f"(link it: python manage.py pf_areas link {location_id} {how})",
                 pf_id=str(location_id),
             )
+        if self.fallback_used:
+            reference = host_map()["property"].fallback_agent
+            self.recorder.warning(
+                "agent.fallback",
+                f"{self.fallback_used} listing(s) name an agent that is not a synced user; "
+                f"they were saved with the fallback agent {reference!r} "
+                "(PFSYNC_HOST['property']['fallback_agent'])",
+            )
+            self.fallback_used = 0

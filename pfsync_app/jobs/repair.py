@@ -36,7 +36,7 @@ from pfsync_app.media.files import discard
 from pfsync_app.media.policy import safe_url
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.causes import Cause
-from pfsync_app.writers.images import MAX_SOURCE_URL, repoint_image
+from pfsync_app.writers.images import max_source_url, repoint_image
 
 # Listings fetched again in one go once this many properties have dead image URLs.
 REFETCH_BATCH = 50
@@ -328,8 +328,8 @@ class RepairJob(Job):
                     why = f"listing {item.pf_id} has no image at position {item.position} any more"
                 elif current.url == item.source_url:
                     why = f"listing {item.pf_id} still gives the same URL"
-                elif len(current.url) > MAX_SOURCE_URL:
-                    why = f"the listing's current URL is longer than {MAX_SOURCE_URL} characters"
+                elif len(current.url) > max_source_url():
+                    why = f"the listing's current URL is longer than {max_source_url()} characters"
                 else:
                     retries.append(
                         _Job(item, current.url, current, job.first_error, job.first_status)

@@ -13,7 +13,8 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from pfsync_app.atlas import records
-from pfsync_app.exceptions import first_line
+from pfsync_app.exceptions import RecordRejected, first_line
+from pfsync_app.hostmap import host_map
 from pfsync_app.mapping import UserValues, map_user
 from pfsync_app.reports.recorder import RunRecorder
 from pfsync_app.writers.outcomes import CREATED, UPDATED, UserOutcome
@@ -67,7 +68,8 @@ class UserStage:
 
     def save(self, users: list[records.User], advance: Callable[[], None]) -> None:
         """Save one page's users; ``advance()`` is called once per user done."""
-        mapped = [map_user(user) for user in users]
+        extra = host_map()["user"].extra
+        mapped = [map_user(user, extra) for user in users]
         # One query tells which users are already up to date: they cost nothing more.
         unchanged = unchanged_users(mapped)
         for user, values in zip(users, mapped, strict=True):
@@ -78,7 +80,7 @@ class UserStage:
                 outcome = save_user(values, dry_run=self.dry_run, now=self.now)
             except (OperationalError, InterfaceError):
                 raise
-            except DatabaseError as exc:
+            except (DatabaseError, RecordRejected) as exc:
                 message = first_line(exc)
                 self.recorder.error("user.failed", message, pf_id=str(user.id))
                 self.failures.append(f"user {user.id}: {message}")

@@ -40,6 +40,7 @@ from pfsync_app.exceptions import (
     SyncAborted,
     WriterBusy,
 )
+from pfsync_app.hostmap import host_map
 from pfsync_app.jobs.base import Job, atlas_failure
 from pfsync_app.jobs.clients import build_client
 from pfsync_app.jobs.listings import ListingStage
@@ -53,7 +54,12 @@ from pfsync_app.reports.causes import cause_of
 from pfsync_app.reports.logs import one_line, redact
 from pfsync_app.reports.recorder import writing_run_in_progress
 from pfsync_app.writers.events import claim_event, pending_event, pending_events, settle_event
-from pfsync_app.writers.listings import forget_fingerprint, property_id_of, unpublish
+from pfsync_app.writers.listings import (
+    can_unpublish,
+    forget_fingerprint,
+    property_id_of,
+    unpublish,
+)
 from pfsync_app.writers.lock import writer_lock
 from pfsync_app.writers.outcomes import UNCHANGED
 from pfsync_app.writers.users import agent_id_of, save_user
@@ -349,6 +355,8 @@ def _listing_unpublished(event: WebhookEvent, batch: WebhookBatch) -> str:
     property_id = property_id_of(pf_id)
     if property_id is None:
         return f"no property has pf_id {pf_id}; nothing to unpublish"
+    if not can_unpublish():
+        return "the site's property table has no is_published column; nothing can be hidden"
     done = unpublish([property_id])
     # The next pf_sync compares the listing again rather than skipping it as unchanged, so
     # an event delivered out of order is corrected by the next run.
@@ -371,7 +379,7 @@ def _user_synced(event: WebhookEvent, batch: WebhookBatch) -> str:
     record = batch.open_client().get_user(user_id)
     if record is None:
         raise EventIgnored(f"Property Finder returns no user {user_id}; nothing was synced")
-    values = map_user(record)
+    values = map_user(record, host_map()["user"].extra)
     outcome = save_user(values)
     record_user_outcome(batch.recorder, user_id, values, outcome, f"{event.event_type} event")
     if outcome.action == UNCHANGED:

@@ -76,6 +76,8 @@ DESCRIPTION_AR = (
     "اتصل بالوكيل اليوم لترتيب موعد للمعاينة.",
 )
 ORIGINAL_SIZES = ((1200, 800), (1280, 960), (1024, 768), (1600, 1067), (1080, 1440))
+AMENITIES = ("central-ac", "built-in-wardrobes", "balcony", "shared-gym", "shared-pool",
+             "covered-parking", "maids-room", "security", "view-of-water", "concierge")  # fmt: skip
 VARIANT_WIDTHS = {"large": 1024, "medium": 640, "thumbnail": 320}
 
 
@@ -209,6 +211,27 @@ def _price(rng: random.Random, index: int, category: str, bedrooms: str) -> dict
     return price
 
 
+def _add_compliance_and_amenities(
+    listing: dict, seed: int, index: int, commercial: bool, created: datetime
+) -> None:
+    """The permit (``compliance``), ``amenities`` and ``parkingSlots`` a listing carries.
+
+    Drawn from a generator of their own, so the rest of the listing is what it
+    was before they were added.
+    """
+    rng = random.Random(f"{seed}:listing-extra:{index}")
+    listing["compliance"] = {
+        "type": "rera",
+        "listingAdvertisementNumber": f"{rng.randrange(10**9, 10**10)}",
+        "advertisementLicenseIssuanceDate": iso(created),
+        "userConfirmedDataIsCorrect": True,
+    }
+    if index % 20 != 13:
+        listing["amenities"] = sorted(rng.sample(AMENITIES, rng.randrange(1, 6)))
+    if not commercial or index % 2:
+        listing["parkingSlots"] = rng.randrange(0, 4)
+
+
 def listing_identity(seed: int, index: int) -> tuple[str, datetime]:
     """Listing ``index``'s id and creation time, cheap enough to list 20,000 at start."""
     digest = hashlib.sha256(f"{seed}:listing-id:{index}".encode()).digest()
@@ -266,6 +289,7 @@ def make_listing(seed: int, index: int, base_url: str, images: int, agents: list
     listing["price"] = price
     listing["location"] = {"id": location.id}
     listing["uaeEmirate"] = "dubai"
+    _add_compliance_and_amenities(listing, seed, index, commercial, created)
     if agents:
         agent = agents[rng.randrange(len(agents))]
         listing["assignedTo"] = {"id": agent["id"], "name": agent["name"]}

@@ -2,8 +2,10 @@
 
 A listing carries only its location's id, so a property of a location no host
 area links is saved without an area and its location id stays in pfsync's
-ListingState; linking the location fills those properties at once. Only
-UPDATE and INSERT: an area is never deleted.
+ListingState; linking the location fills those properties at once (their area,
+and the location's name where the map names a column for it). A site without
+an areas table links a location to a name instead, kept in pfsync's
+LocationName. Only UPDATE and INSERT: an area is never deleted.
 """
 
 from __future__ import annotations
@@ -15,11 +17,28 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
-from pfsync_app.exceptions import AreaError, first_line
-from pfsync_app.models import Area, ListingState, Property
+from pfsync_app.exceptions import AreaError, RecordRejected, first_line
+from pfsync_app.hostmap import README_SECTION
+from pfsync_app.models import Area, ListingState, LocationName, Property
+from pfsync_app.writers.columns import host_table
 
-#: The longest area name the host's column holds.
-AREA_NAME_MAX = Area._meta.get_field("name").max_length
+#: The longest name pfsync keeps for a location (and HOST_SCHEMA's area name).
+AREA_NAME_MAX = LocationName._meta.get_field("name").max_length
+
+
+def has_areas() -> bool:
+    """Whether the site has an areas table (PFSYNC_HOST["area"] is not None)."""
+    return host_table("area").present
+
+
+def require_areas(what: str) -> None:
+    """AreaError, one sentence, when the site has no areas table for ``what``."""
+    if not has_areas():
+        raise AreaError(
+            f"{what} needs a host areas table, and PFSYNC_HOST['area'] says this site has "
+            f"none; link locations to names instead: pf_areas link PF_LOCATION_ID --name "
+            f"TEXT ({README_SECTION})."
+        )
 
 
 @dataclass(frozen=True)
@@ -41,10 +60,10 @@ class UnmappedLocation:
 
 @dataclass
 class LinkResult:
-    """What one link did."""
+    """What one link did (``area_id`` is None for a name link: a site without areas)."""
 
     location_id: int
-    area_id: int
+    area_id: int | None
     area_name: str
     created: bool = False
     already_linked: bool = False
@@ -54,12 +73,18 @@ class LinkResult:
 
 
 def unmapped_locations() -> list[UnmappedLocation]:
-    """Locations of synced listings with no host area, most waiting properties first."""
-    waiting = Property.objects.filter(area_id__isnull=True).values("pk")
-    linked = Area.objects.filter(pf_location_id__isnull=False).values("pf_location_id")
+    """Locations of synced listings with no host area (or name), most waiting properties first."""
+    if has_areas():
+        linked = Area.objects.filter(pf_location_id__isnull=False).values("pf_location_id")
+    else:
+        linked = LocationName.objects.values("location_id")
+    states = ListingState.objects.filter(location_id__isnull=False, property_id__isnull=False)
+    if host_table("property").holds("area"):
+        states = states.filter(
+            property_id__in=Property.objects.filter(area_id__isnull=True).values("pk")
+        )
     rows = (
-        ListingState.objects.filter(location_id__isnull=False, property_id__in=waiting)
-        .exclude(location_id__in=linked)
+        states.exclude(location_id__in=linked)
         .values("location_id")
         .annotate(listings=Count("id"), sample=Min("title", filter=~Q(title="")))
         .order_by("-listings", "location_id")
@@ -105,7 +130,7 @@ def _link(
                 result.previous_location_id = previous
                 result.properties_cleared = _clear_properties(area.pk, previous, now)
             Area.objects.filter(pk=area.pk).update(pf_location_id=location_id)
-    result.properties_filled = _fill_properties(location_id, area.pk, now)
+    result.properties_filled = _fill_properties(location_id, area.pk, now, area.name)
     return result
 
 
@@ -132,22 +157,71 @@ def _waiting_for(location_id: int) -> Any:
     )
 
 
-def _fill_properties(location_id: int, area_id: int, now: Any) -> int:
-    """Give the properties waiting for this location (area NULL) the area."""
-    return Property.objects.filter(area_id__isnull=True, pk__in=_waiting_for(location_id)).update(
-        area_id=area_id, updated_at=now
-    )
+def _stamped(updates: dict[str, Any], now: Any) -> dict[str, Any]:
+    """``updates`` plus updated_at, where the host has that column."""
+    if host_table("property").holds("updated_at"):
+        return {**updates, "updated_at": now}
+    return updates
+
+
+def _name_value(name: str | None) -> Any:
+    """A location's name fitted to the host's location name column (None: it has none)."""
+    table = host_table("property")
+    column = table.column("location_name")
+    if column is None:
+        return None
+    try:
+        return table.fit({column: name}).values[column]
+    except RecordRejected as exc:
+        raise AreaError(f"the name cannot be written to the properties: {exc}.") from None
+
+
+def _fill_properties(location_id: int, area_id: int, now: Any, name: str | None = None) -> int:
+    """Give the properties waiting for this location (area NULL) the area and its name."""
+    table = host_table("property")
+    waiting = Property.objects.filter(pk__in=_waiting_for(location_id))
+    if not table.holds("area"):
+        return _fill_names(location_id, name, now)
+    updates: dict[str, Any] = {"area_id": area_id}
+    if table.holds("location_name"):
+        updates["location_name"] = _name_value(name)
+    filled = waiting.filter(area_id__isnull=True).update(**_stamped(updates, now))
+    if table.holds("location_name"):
+        # Properties that had the area already still take the name, when it differs.
+        _fill_names(location_id, name, now)
+    return filled
+
+
+def _fill_names(location_id: int, name: str | None, now: Any) -> int:
+    """Write the location's name into its properties' location name column (where it differs)."""
+    if not host_table("property").holds("location_name"):
+        return 0
+    value = _name_value(name)
+    waiting = Property.objects.filter(pk__in=_waiting_for(location_id))
+    return waiting.exclude(location_name=value).update(**_stamped({"location_name": value}, now))
 
 
 def _clear_properties(area_id: int, location_id: int, now: Any) -> int:
     """Take the area off the properties it had only through the location it no longer links."""
+    if not host_table("property").holds("area"):
+        return 0
+    updates: dict[str, Any] = {"area_id": None}
+    if host_table("property").holds("location_name"):
+        updates["location_name"] = _name_value(None)
     return Property.objects.filter(area_id=area_id, pk__in=_waiting_for(location_id)).update(
-        area_id=None, updated_at=now
+        **_stamped(updates, now)
     )
 
 
-def areas_linking(location_ids: list[int]) -> dict[int, tuple[int, str]]:
-    """The host area linking each of these locations: location id -> (area id, area name)."""
+def areas_linking(location_ids: list[int]) -> dict[int, tuple[int | None, str]]:
+    """The host area (or name) linking each location: location id -> (area id, name)."""
+    if not has_areas():
+        return {
+            location_id: (None, name)
+            for location_id, name in LocationName.objects.filter(
+                location_id__in=location_ids
+            ).values_list("location_id", "name")
+        }
     return {
         location_id: (pk, name)
         for pk, name, location_id in Area.objects.filter(
@@ -158,6 +232,7 @@ def areas_linking(location_ids: list[int]) -> dict[int, tuple[int, str]]:
 
 def unlinked_areas() -> list[tuple[int, str]]:
     """The host areas that link no location yet, as (id, name), by name."""
+    require_areas("automap (which matches host area names)")
     return list(
         Area.objects.filter(pf_location_id__isnull=True)
         .order_by("name", "pk")
@@ -167,6 +242,7 @@ def unlinked_areas() -> list[tuple[int, str]]:
 
 def linked_locations() -> dict[int, int]:
     """Every linked location: location id -> area id."""
+    require_areas("automap (which matches host area names)")
     return dict(
         Area.objects.filter(pf_location_id__isnull=False).values_list("pf_location_id", "pk")
     )
@@ -174,9 +250,39 @@ def linked_locations() -> dict[int, int]:
 
 def link(location_id: int, area_id: int | None, create_name: str | None, force: bool) -> LinkResult:
     """Link a location to an area (or a new one) in one transaction; AreaError when refused."""
+    require_areas("linking a location to an area")
     try:
         with transaction.atomic():
             return _link(location_id, area_id, create_name, force)
     except IntegrityError as exc:
         # Another process linked the same location between our check and our write.
         raise AreaError(f"location {location_id} could not be linked: {first_line(exc)}.") from None
+
+
+def link_name(location_id: int, name: str, force: bool) -> LinkResult:
+    """Give a location its name (a site without areas) and fill its properties' name column."""
+    name = " ".join((name or "").split())
+    if not name:
+        raise AreaError("--name needs a non-empty name.")
+    if len(name) > AREA_NAME_MAX:
+        raise AreaError(f"a name may have at most {AREA_NAME_MAX} characters, not {len(name)}.")
+    try:
+        with transaction.atomic():
+            current = LocationName.objects.select_for_update().filter(location_id=location_id)
+            held = current.first()
+            result = LinkResult(location_id, None, name)
+            if held is not None and held.name == name:
+                result.already_linked = True
+            elif held is not None and not force:
+                raise AreaError(
+                    f"location {location_id} is already named '{held.name}'; use --force to "
+                    "name it anew."
+                )
+            else:
+                LocationName.objects.update_or_create(
+                    location_id=location_id, defaults={"name": name, "linked_at": timezone.now()}
+                )
+            result.properties_filled = _fill_names(location_id, name, timezone.now())
+            return result
+    except IntegrityError as exc:
+        raise AreaError(f"location {location_id} could not be named: {first_line(exc)}.") from None

@@ -1,60 +1,119 @@
 """Listings: a mapped listing into the host's property row, its images and its cursor.
 
 One transaction per listing. Writers only INSERT and UPDATE: a listing gone
-from Property Finder is unpublished, never deleted.
+from Property Finder is unpublished, never deleted. A property's listing id
+lives in the host's ``pf_id`` column when it has one, else in pfsync's
+``ListingState`` (the listing's cursor), which is written in the same
+transaction as the row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from pfsync_app.mapping import PropertyValues, changed_fields, render_changes
+from pfsync_app.introspection import TableColumns, model_columns
+from pfsync_app.mapping import PropertyValues, render_changes
 from pfsync_app.media.download import StoredImage
-from pfsync_app.models import Agent, Area, ListingState, Property, PropertyImage
-from pfsync_app.writers.images import ImagePlan, write_images
+from pfsync_app.models import Area, ListingState, LocationName, Property
+from pfsync_app.signals import after_property_save, before_property_save
+from pfsync_app.writers.columns import HostTable, host_table, send_signal
+from pfsync_app.writers.fit import Fitted, clean_text, fit_row
+from pfsync_app.writers.images import ImagePlan, cover_image, image_rows_of, write_images
 from pfsync_app.writers.outcomes import CREATED, UNCHANGED, UPDATED, ListingOutcome
+from pfsync_app.writers.users import agent_by_reference, agents_by_profile
+
+#: Values never altered to fit: the listing's id, and the cover image's file name.
+IDENTIFIERS = ("pf_id", "cover_image")
+
+
+def properties() -> HostTable:
+    """The host's property table as the writers see it."""
+    return host_table("property")
 
 
 class Lookups:
-    """Agent and area look-ups cached for a run: public profile id -> user, location -> area."""
+    """What a listing's ids resolve to, cached for a run.
+
+    Public profile id -> host user, location id -> host area (and its name, or
+    the name given with ``pf_areas link --name`` when the host has no areas),
+    and the fallback agent of the map.
+    """
 
     def __init__(self) -> None:
         self.agents: dict[int, int] = {}
         self.areas: dict[int, int] = {}
+        self.names: dict[int, str] = {}
+        self.fallback: int | None = None
         self.reload()
 
     def reload(self) -> None:
-        """Read both maps again (after users were synced, or areas linked)."""
-        self.agents = dict(
-            Agent.objects.filter(pf_public_profile_id__isnull=False).values_list(
-                "pf_public_profile_id", "id"
-            )
-        )
-        self.areas = dict(
-            Area.objects.filter(pf_location_id__isnull=False).values_list("pf_location_id", "id")
-        )
+        """Read the maps again (after users were synced, or locations linked)."""
+        self.agents = agents_by_profile()
+        self.areas, self.names = {}, {}
+        if host_table("area").present:
+            for location, pk, name in Area.objects.filter(pf_location_id__isnull=False).values_list(
+                "pf_location_id", "pk", "name"
+            ):
+                self.areas[location] = pk
+                self.names[location] = name
+        else:
+            self.names = dict(LocationName.objects.values_list("location_id", "name"))
+        reference = properties().map.fallback_agent
+        self.fallback = None if reference is None else agent_by_reference(reference)
 
     def agent_id(self, public_profile_id: int | None) -> int | None:
-        """The host user whose pf_public_profile_id is the listing's assignedTo.id."""
+        """The host user whose public profile is the listing's assignedTo.id."""
         return None if public_profile_id is None else self.agents.get(public_profile_id)
+
+    def uses_fallback(self, values: PropertyValues) -> bool:
+        """Whether this listing's agent is unknown, so the map's fallback agent is used."""
+        return self.fallback is not None and self.agent_id(values.assigned_to_id) is None
 
     def area_id(self, location_id: int | None) -> int | None:
         """The host area whose pf_location_id is the listing's location.id."""
         return None if location_id is None else self.areas.get(location_id)
 
+    def linked(self, location_id: int | None) -> bool:
+        """Whether the location is linked (to a host area, or to a name)."""
+        return location_id is not None and location_id in self.names
+
+    def location_name(self, location_id: int | None) -> str | None:
+        """The name of the listing's location, once it is linked."""
+        return None if location_id is None else self.names.get(location_id)
+
 
 def property_fields(values: PropertyValues, lookups: Lookups) -> dict[str, Any]:
-    """The host property's column values for a listing, its agent and area resolved."""
+    """pfsync's property fields for a listing, its agent, area and location name resolved."""
     target = dict(values.fields)
-    target["user_id"] = lookups.agent_id(values.assigned_to_id)
-    target["area_id"] = lookups.area_id(values.location_id)
+    target["pf_id"] = values.pf_id
+    agent = lookups.agent_id(values.assigned_to_id)
+    target["user"] = agent if agent is not None else lookups.fallback
+    target["area"] = lookups.area_id(values.location_id)
+    target["location_name"] = lookups.location_name(values.location_id)
     return target
+
+
+def property_target(values: PropertyValues, fields: dict[str, Any], cover: str | None) -> Fitted:
+    """What the host's property row would hold for a listing, by host column, fitted.
+
+    ``fields`` are ``property_fields(values, lookups)``; ``cover`` the storage name
+    of its first image. The one target both saving and comparing use (compare it
+    with ``properties().read(row)`` through ``properties().changes``). Raises
+    RowRefused when a value fits no way.
+    """
+    table = properties()
+    if not table.holds("pf_id"):
+        # The listing's id is kept in pfsync's own cursor: it must fit there, unaltered.
+        fit_row(_state_columns(), {"pf_id": values.pf_id}, identifiers={"pf_id"})
+    target = {**table.to_columns({**fields, "cover_image": cover}), **values.extras}
+    return table.fit(target, identifiers=IDENTIFIERS)
 
 
 def save_listing(
@@ -72,28 +131,70 @@ def save_listing(
 
     With ``dry_run`` nothing is written: the outcome says what would change (the
     field differences, and the images the plan would download and deactivate).
+    Raises RecordRejected when a value fits no way or a receiver fails: nothing
+    of the listing is then written.
     """
     now = now or timezone.now()
-    target = property_fields(values, lookups)
+    table = properties()
+    fields = property_fields(values, lookups)
+    fitted = property_target(values, fields, cover_image(values, plan, stored))
     changed = {}
     if existing is not None:
-        changed = changed_fields({name: getattr(existing, name) for name in target}, target)
+        changed = table.changes(table.read(existing), fitted.values)
     if dry_run:
-        return _planned(existing, changed, plan)
+        outcome = _planned(existing, changed, plan)
+        outcome.warnings = fitted.warnings
+        return outcome
     with transaction.atomic():
         if existing is None:
-            prop = Property(pf_id=values.pf_id, created_at=now, updated_at=now, **target)
-            prop.save(force_insert=True)
-            outcome = ListingOutcome(CREATED, prop.pk)
+            row = {**fitted.values, **table.to_columns({"created_at": now, "updated_at": now})}
+            row.update(table.insert_defaults(row))
+            send_signal(
+                before_property_save,
+                "before_property_save",
+                Property,
+                values=row,
+                created=True,
+                property_id=None,
+                listing=values.record,
+            )
+            written = table.fit(row, identifiers=IDENTIFIERS)
+            [property_id] = table.insert([written.values])
+            outcome = ListingOutcome(CREATED, property_id)
         else:
             if changed:
-                updates = {name: target[name] for name in changed}
-                Property.objects.filter(pk=existing.pk).update(updated_at=now, **updates)
-            action = UPDATED if changed else UNCHANGED
-            outcome = ListingOutcome(action, existing.pk, render_changes(changed))
-        outcome.area_id = target["area_id"]
+                row = {column: fitted.values[column] for column in changed}
+                row.update(table.to_columns({"updated_at": now}))
+                send_signal(
+                    before_property_save,
+                    "before_property_save",
+                    Property,
+                    values=row,
+                    created=False,
+                    property_id=existing.pk,
+                    listing=values.record,
+                )
+                written = table.fit(row, identifiers=IDENTIFIERS)
+                table.update([existing.pk], written.values)
+            outcome = ListingOutcome(
+                UPDATED if changed else UNCHANGED, existing.pk, render_changes(changed)
+            )
+        outcome.warnings = list(fitted.warnings)
+        if existing is None or changed:
+            outcome.warnings += [w for w in written.warnings if w not in outcome.warnings]
+        outcome.area_id = fields["area"]
         write_images(outcome, values, plan, stored, now)
         _save_state(values, outcome.property_id, fingerprint, now)
+        if existing is None or changed:
+            send_signal(
+                after_property_save,
+                "after_property_save",
+                Property,
+                property_id=outcome.property_id,
+                created=existing is None,
+                changed=changed,
+                listing=values.record,
+            )
     if outcome.action == UNCHANGED and (
         outcome.images_added or outcome.images_replaced or outcome.images_deactivated
     ):
@@ -115,6 +216,16 @@ def _planned(existing: Property | None, changed: dict, plan: ImagePlan) -> Listi
     )
 
 
+#: The longest title ListingState keeps (for pf_areas unmapped's sample titles).
+STATE_TITLE_MAX = ListingState._meta.get_field("title").max_length
+
+
+@cache
+def _state_columns() -> TableColumns:
+    """The listing cursor's own columns (a listing's id lives there when the host has no pf_id)."""
+    return model_columns(ListingState)
+
+
 def _save_state(values: PropertyValues, property_id: int, fingerprint: str, now: datetime) -> None:
     """Record the listing's cursor: what was written, to skip it next time when unchanged."""
     ListingState.objects.bulk_create(
@@ -125,7 +236,7 @@ def _save_state(values: PropertyValues, property_id: int, fingerprint: str, now:
                 pf_updated_at=values.fields.get("pf_updated_at"),
                 fingerprint=fingerprint,
                 location_id=values.location_id,
-                title=values.fields.get("title", "")[:255],
+                title=clean_text(str(values.fields.get("title") or ""))[0][:STATE_TITLE_MAX],
                 synced_at=now,
             )
         ],
@@ -156,13 +267,25 @@ def forget_fingerprint(pf_id: str) -> None:
     ListingState.objects.filter(pf_id=pf_id).update(fingerprint="")
 
 
+def properties_by_pf_id(pf_ids: list[str]) -> dict[str, Property]:
+    """The host properties of these listings, by listing id (host column or pfsync's link)."""
+    if properties().holds("pf_id"):
+        return Property.objects.in_bulk(pf_ids, field_name="pf_id")
+    links = dict(
+        ListingState.objects.filter(pf_id__in=pf_ids, property_id__isnull=False).values_list(
+            "pf_id", "property_id"
+        )
+    )
+    rows = Property.objects.in_bulk(list(links.values()))
+    return {pf_id: rows[pk] for pf_id, pk in links.items() if pk in rows}
+
+
 def properties_with_images(pf_ids: list[str]) -> tuple[dict[str, Property], dict[int, list]]:
     """The host properties of these listings by pf_id, and their image rows by property id."""
-    existing = Property.objects.in_bulk(pf_ids, field_name="pf_id")
+    existing = properties_by_pf_id(pf_ids)
     rows: dict[int, list] = {}
     if existing:
-        for row in PropertyImage.objects.filter(property_id__in=[p.pk for p in existing.values()]):
-            rows.setdefault(row.property_id, []).append(row)
+        rows = image_rows_of(p.pk for p in existing.values())
     return existing, rows
 
 
@@ -170,30 +293,52 @@ def property_id_of(pf_id: str) -> int | None:
     """The id of the host property linked to this listing, or None."""
     if not pf_id:
         return None
-    return Property.objects.filter(pf_id=pf_id).values_list("pk", flat=True).first()
+    found = properties_by_pf_id([pf_id]).get(pf_id)
+    return found.pk if found is not None else None
 
 
 def property_exists(pf_id: str) -> bool:
     """Whether a host property is linked to this listing."""
-    return Property.objects.filter(pf_id=pf_id).exists()
+    return property_id_of(pf_id) is not None
+
+
+def can_unpublish() -> bool:
+    """Whether the host can hide a property at all (it has an is_published column)."""
+    return properties().holds("is_published")
 
 
 def unpublish(property_ids: list[int], *, now: datetime | None = None) -> int:
-    """Set is_published = false on these properties (never deletes them)."""
+    """Set is_published = false on these properties (never deletes them).
+
+    A host without an is_published column cannot hide a property: 0.
+    """
+    if not can_unpublish():
+        return 0
     now = now or timezone.now()
+    stamp = {"updated_at": now} if properties().holds("updated_at") else {}
     done = 0
     for start in range(0, len(property_ids), 500):
         chunk = property_ids[start : start + 500]
         done += Property.objects.filter(pk__in=chunk, is_published=True).update(
-            is_published=False, updated_at=now
+            is_published=False, **stamp
         )
     return done
 
 
 def published_pf_ids() -> dict[str, int]:
     """The published properties that came from Property Finder, pf_id -> id."""
-    return dict(
-        Property.objects.filter(is_published=True)
-        .exclude(Q(pf_id__isnull=True) | Q(pf_id=""))
-        .values_list("pf_id", "id")
+    if not can_unpublish():
+        return {}
+    if properties().holds("pf_id"):
+        return dict(
+            Property.objects.filter(is_published=True)
+            .exclude(Q(pf_id__isnull=True) | Q(pf_id=""))
+            .values_list("pf_id", "id")
+        )
+    links = ListingState.objects.filter(property_id__isnull=False)
+    published = set(
+        Property.objects.filter(is_published=True, pk__in=links.values("property_id")).values_list(
+            "pk", flat=True
+        )
     )
+    return {pf_id: pk for pf_id, pk in links.values_list("pf_id", "property_id") if pk in published}

@@ -33,3 +33,4 @@ class ListingOutcome:
     images_replaced: int = 0
     images_deactivated: int = 0
     area_id: int | None = None
+    warnings: list[str] = field(default_factory=list)  # values fitted to their columns

@@ -1,8 +1,11 @@
 """System checks find a drifted host schema (by id, with a hint) and stay quiet otherwise."""
 
+import json
 import os
+import re
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,9 @@ from django.core.management.base import SystemCheckError
 from django.db import connection
 
 from pfsync_app.checks import check_host_schema, check_settings
+from pfsync_app.hostmap import read_host_map
+from pfsync_app.models import Agent
+from pfsync_app.writers.fit import forget_columns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,7 +61,8 @@ def test_a_missing_column_is_reported_with_its_id_and_a_hint():
             )
     assert ids(messages) == ["pfsync.E003"]
     assert "properties_propertyimage.source_url" in messages[0].msg
-    assert "HOST_SCHEMA.md" in messages[0].hint
+    assert 'README.md, section "Plugging into your schema"' in messages[0].hint
+    assert "HOST_SCHEMA.md" not in messages[0].hint
 
 
 def test_table_names_follow_the_pfsync_tables_setting(tmp_path):
@@ -139,3 +146,137 @@ def test_accepting_unsigned_webhooks_warns_on_every_command(settings):
     settings.PF_WEBHOOK_ALLOW_UNSIGNED = True
     messages = [m for m in check_settings() if m.id == "pfsync.W002"]
     assert len(messages) == 1 and "without any signature" in messages[0].msg
+
+
+# ---------------------------------------------------------------------------
+# The column map (PFSYNC_HOST) against the real columns
+# ---------------------------------------------------------------------------
+
+
+def checked(host: dict) -> list:
+    return check_host_schema("default", read_host_map(host))
+
+
+@pytest.fixture
+def views_column():
+    """A NOT NULL column without a default that pfsync knows nothing of, on the property table."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE properties_property ADD COLUMN views integer NOT NULL")
+    forget_columns()
+    yield "views"
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE properties_property DROP COLUMN views")
+    forget_columns()
+
+
+def test_a_not_null_column_nobody_fills_is_an_error_naming_it_until_the_map_gives_a_default(
+    views_column,
+):
+    [error] = [m for m in checked({}) if m.level >= 40]
+    assert error.id == "pfsync.E004"
+    assert error.msg.startswith(
+        "Column properties_property.views (integer NOT NULL) has no default"
+    )
+    assert "PFSYNC_HOST['property']['defaults']" in error.hint
+    assert "before_property_save" in error.hint
+    assert 'README.md, section "Plugging into your schema"' in error.hint
+    assert [m for m in checked({"property": {"defaults": {"views": 0}}}) if m.level >= 40] == []
+
+
+def test_a_column_receivers_fill_is_no_error_but_a_warning_while_no_receiver_is_connected(
+    views_column,
+):
+    messages = checked({"property": {"filled_by_receivers": ["views"]}})
+    assert [m.id for m in messages] == ["pfsync.W007"]
+    assert "no receiver is connected to before_property_save" in messages[0].msg
+
+
+def test_a_default_for_a_unique_column_is_refused():
+    [error] = checked({"user": {"defaults": {"username": "agent"}}})
+    assert error.id == "pfsync.E006"
+    assert "users_user.username is UNIQUE" in error.msg
+    assert "filled_by_receivers" in error.hint
+
+
+def test_a_mapped_column_that_cannot_hold_the_value_is_an_error():
+    [error] = checked({"property": {"columns": {"title": "bedrooms", "bedrooms": None}}})
+    assert error.id == "pfsync.E005"
+    assert error.msg.startswith(
+        "Column properties_property.bedrooms (smallint) cannot hold pfsync's 'title', which is text"
+    )
+
+
+def test_a_column_shorter_than_what_pfsync_writes_is_a_warning_saying_what_happens():
+    [warning] = checked({"property": {"columns": {"title": "reference", "reference": None}}})
+    assert warning.id == "pfsync.W004"
+    assert warning.msg == (
+        "Column properties_property.reference holds 64 characters and pfsync may write 255 into "
+        "it ('title'): longer values are cut, with a warning."
+    )
+
+
+def test_a_fact_the_site_has_no_column_for_is_said_once_with_what_it_loses():
+    [warning] = checked({"property": {"columns": {"is_published": None}}})
+    assert warning.id == "pfsync.W005"
+    assert "cannot be hidden on the site" in warning.msg
+
+
+def test_a_missing_extra_column_and_a_fallback_agent_nobody_is_are_errors():
+    messages = checked(
+        {
+            "property": {
+                "extra": {"permit_number": "compliance.listingAdvertisementNumber"},
+                "fallback_agent": "nobody",
+            }
+        }
+    )
+    assert [m.id for m in messages] == ["pfsync.E003", "pfsync.E007"]
+    assert "properties_property.permit_number, named in PFSYNC_HOST['property']['extra']" in (
+        messages[0].msg
+    )
+    assert "'nobody', and no host user in users_user has that username" in messages[1].msg
+    Agent.objects.create(username="nobody", password="!")
+    assert checked({"property": {"fallback_agent": "nobody"}}) == []
+
+
+def test_mistakes_in_the_column_map_are_one_sentence_each(settings):
+    settings.PFSYNC_HOST = {
+        "listing": {},
+        "area": None,
+        "property": {
+            "colums": {},
+            "columns": {"titel": "title", "id": None, "title": "headline", "reference": "headline"},
+            "fallback_agent": True,
+        },
+        "image": None,
+    }
+    messages = [m.msg for m in check_settings() if m.id == "pfsync.E010"]
+    assert messages == [
+        "PFSYNC_HOST has an unknown table 'listing'; use area, user, property, image.",
+        "PFSYNC_HOST['property'] has an unknown key 'colums'; use table, columns, defaults, "
+        "extra, filled_by_receivers, fallback_agent.",
+        "PFSYNC_HOST['property']['columns'] names 'titel', which is not a pfsync field of the "
+        "property table (its fields: id, pf_id, reference, user, area, title, title_ar, "
+        "description, description_ar, category, property_type, status_type, price, "
+        "price_period, bedrooms, bathrooms, size, furnishing, is_published, pf_updated_at, "
+        "created_at, updated_at, cover_image, location_name).",
+        "PFSYNC_HOST['property']['columns']['id'] cannot be None: pfsync cannot work without it.",
+        "PFSYNC_HOST['property']['columns'] puts both 'reference' and 'title' into column "
+        "'headline'; one column holds one field.",
+        "PFSYNC_HOST['property']['fallback_agent'] must be a username or a user id, got True.",
+        "PFSYNC_HOST['image'] cannot be None: pfsync cannot work without this table.",
+    ]
+
+
+def test_pf_schema_prints_each_field_s_column_and_type_and_what_a_site_could_add():
+    out = StringIO()
+    call_command("pf_schema", stdout=out)
+    text = out.getvalue()
+    assert "property: properties_property" in text
+    assert re.search(r"\n  title +->  title +varchar\(255\) NOT NULL", text)
+    assert re.search(r"\n  cover_image +->  - +not written", text)
+    assert "cover_image = models.CharField(blank=True, default='', max_length=255)" in text
+    out = StringIO()
+    call_command("pf_schema", "--json", stdout=out)
+    [prop] = [t for t in json.loads(out.getvalue()) if t["key"] == "property"]
+    assert prop["table"] == "properties_property" and prop["exists"]

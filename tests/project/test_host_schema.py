@@ -1,7 +1,13 @@
-"""The host tables match ../shared/HOST_SCHEMA.md, read back through the database itself."""
+"""The demo host's tables are the default map, read back through the database itself."""
+
+import re
+from pathlib import Path
 
 import pytest
 from django.db import connection
+
+from pfsync_app import checks
+from pfsync_app.hostmap import DERIVED, FIELDS
 
 pytestmark = pytest.mark.django_db
 
@@ -159,3 +165,25 @@ def test_not_null_text_columns_default_to_empty_in_the_database_itself():
     for (table, column), expected in DEFAULTS.items():
         default = pg_columns(table)[column][2]
         assert default is not None and default.split("::")[0] == expected, (table, column, default)
+
+
+def readme_section(title: str) -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index(f"\n## {title}\n")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def test_readme_ships_every_column_of_the_default_map_and_pfsync_s_own_fields():
+    section = readme_section("Plugging into your schema")
+    for key, fields in FIELDS.items():
+        for field in fields:
+            name = field.default_column if field.role != DERIVED else field.name
+            assert f"`{name}`" in section, (key, name)
+
+
+def test_readme_explains_every_check_id():
+    ids = re.findall(r"^- (pfsync\.[EW]\d{3})", checks.__doc__, re.MULTILINE)
+    assert len(ids) == 15
+    section = readme_section("Plugging into your schema")
+    for check_id in ids:
+        assert f"| `{check_id}` |" in section, check_id

@@ -47,6 +47,7 @@ WRONG_VALUES = {
     "text": [None, 5, b"bytes"],
     "mapping": [None, ["areas_area"], {"area": 1}],
     "emails": ["ops@example.com", [5], ["not an address"]],
+    "host": [None, ["user"], "listings_listing"],
 }
 
 

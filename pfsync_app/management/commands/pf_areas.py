@@ -14,7 +14,7 @@ from pfsync_app.exceptions import AreaError
 from pfsync_app.jobs import areas
 from pfsync_app.jobs.clients import build_client
 from pfsync_app.management.base import PfsyncCommand
-from pfsync_app.writers.areas import unmapped_locations
+from pfsync_app.writers.areas import has_areas, unmapped_locations
 
 
 class Command(PfsyncCommand):
@@ -57,9 +57,22 @@ class Command(PfsyncCommand):
         )
         link.add_argument("--create", metavar="NAME", help="Create a host area with this name.")
         link.add_argument(
+            "--name",
+            metavar="TEXT",
+            help="A site without an areas table: the location's name, written into its "
+            "properties' location name column.",
+        )
+        link.add_argument(
+            "--search",
+            metavar="TEXT",
+            help="A site without an areas table: take the name from a search for TEXT "
+            "(the result with this PF_LOCATION_ID).",
+        )
+        link.add_argument(
             "--force",
             action="store_true",
-            help="Relink an area that links another location, or create a same-named area.",
+            help="Relink an area that links another location, create a same-named area, or "
+            "rename a named location.",
         )
 
         automap = actions.add_parser(
@@ -105,10 +118,17 @@ class Command(PfsyncCommand):
         for row in rows:
             self.stdout.write(f"{row.location_id:>10}  {row.listings:>8}  {row.sample_title}")
         waiting = sum(row.listings for row in rows)
-        self.stdout.write(
-            f"{len(rows)} unmapped location(s), {waiting} propert(ies) without an area. "
-            "Find one: pf_areas search TEXT; link it: pf_areas link LOCATION_ID AREA_ID."
-        )
+        if has_areas():
+            self.stdout.write(
+                f"{len(rows)} unmapped location(s), {waiting} propert(ies) without an area. "
+                "Find one: pf_areas search TEXT; link it: pf_areas link LOCATION_ID AREA_ID."
+            )
+        else:
+            self.stdout.write(
+                f"{len(rows)} unnamed location(s), {waiting} propert(ies) without a location "
+                "name. Find one: pf_areas search TEXT; name it: pf_areas link LOCATION_ID "
+                "--name TEXT (or --search TEXT)."
+            )
 
     def search(self, options: dict[str, Any]) -> None:
         # Mistakes are reported before any connection is opened.
@@ -123,26 +143,54 @@ class Command(PfsyncCommand):
             return
         for candidate in found:
             loc = candidate.location
-            linked = (
-                f"area {candidate.area_id} '{candidate.area_name}'"
-                if candidate.area_id is not None
-                else "not linked"
-            )
+            if candidate.area_id is not None:
+                linked = f"area {candidate.area_id} '{candidate.area_name}'"
+            elif candidate.area_name is not None:
+                linked = f"named '{candidate.area_name}'"
+            else:
+                linked = "not linked"
             self.stdout.write(
                 f"{loc.id:>8}  {loc.type or '?':<13} {loc.name or '?'}  "
                 f"[{candidate.path}]  {linked}"
             )
 
     def link(self, options: dict[str, Any]) -> None:
-        # link_location refuses both too; for neither, a sentence that says what to give.
-        if options["area_id"] is None and options["create"] is None:
+        name = options["name"]
+        if options["search"] is not None:
+            if name is not None:
+                raise AreaError("give --name or --search, not both.")
+            location_id = areas.check_location_id(options["location_id"])
+            areas.check_search_text(options["search"])
+            with build_client() as client:
+                name = areas.location_named_by_search(client, location_id, options["search"])
+        if name is None and options["area_id"] is None and options["create"] is None:
+            # link_location refuses both too; for neither, a sentence that says what to give.
+            if not has_areas():
+                raise AreaError(
+                    "give the location's name: --name TEXT, or --search TEXT to take it from "
+                    "a search (this site has no areas table)."
+                )
             raise AreaError("give the AREA_ID to link to, or --create NAME for a new area.")
         result = areas.link_location(
             options["location_id"],
             options["area_id"],
             create_name=options["create"],
+            name=name,
             force=options["force"],
         )
+        if result.area_id is None:
+            if result.already_linked:
+                self.stdout.write(
+                    f"Location {result.location_id} is already named '{result.area_name}'."
+                )
+            else:
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        f"Location {result.location_id} is now named '{result.area_name}'."
+                    )
+                )
+            self.stdout.write(f"{result.properties_filled} propert(ies) got the name.")
+            return
         verb = "Created area" if result.created else "Area"
         if result.already_linked:
             self.stdout.write(
