@@ -40,6 +40,7 @@ from django.db import DatabaseError, connections
 from pfsync_app.atlas import AtlasClient
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError, CredentialsMissing
 from pfsync_app.checks import check_host_schema, check_settings
+from pfsync_app.database import require_database
 from pfsync_app.exceptions import SyncAborted, WriterBusy, first_line
 from pfsync_app.jobs.clients import build_client
 from pfsync_app.jobs.pipeline import Progress
@@ -190,10 +191,14 @@ class Heartbeat:
 def check_ready() -> None:
     """Raise SyncAborted, one sentence, when a setting, the host schema or the database is wrong."""
     errors = [m for m in check_settings() if m.is_serious()]
-    errors = errors or [m for m in check_host_schema() if m.is_serious()]
+    if not errors:
+        # Unreachable, or pfsync's tables missing: said as such, before the host's tables.
+        require_database()
+        errors = [m for m in check_host_schema() if m.is_serious()]
     if errors:
         first = errors[0]
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        others = len(errors) - 1
+        more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
         hint = f" {first.hint}" if first.hint else ""
         raise SyncAborted(f"{first.msg.rstrip('.')}{more}.{hint}")
 

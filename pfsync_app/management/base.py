@@ -3,8 +3,13 @@
 A command is a thin shell (Django's own commands are the model): it parses its
 options, calls one job, and prints. ``PfsyncCommand.execute`` turns the ways a
 command cannot run into one sentence on stderr and exit status 2:
-``SyncAborted`` from a job ("pf_sync could not run: ..."), and ``PfsyncError``
-for a request the command refuses (a pf_areas link, a webhook subscription).
+``SyncAborted`` from a job ("pf_sync could not run: ..."), ``PfsyncError``
+for a request the command refuses (a pf_areas link, a webhook subscription),
+and a database error said as what it means (``pfsync_app.database``: the
+database cannot be reached, pfsync's tables are missing, a host table is).
+
+A reader that stops reading (``pf_report --run 5 | head -1``) ends the command
+quietly with exit status 0, as other command-line tools do.
 
 A run that did not finish exits 2 too, never 1 (which means "finished, with
 item errors"): one stopped by SIGTERM (its run marked interrupted) and one ended
@@ -22,7 +27,9 @@ belong to its server.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +37,10 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+from django.db.utils import DatabaseError
 
+from pfsync_app.database import database_problem
 from pfsync_app.exceptions import PfsyncError, SyncAborted, Terminated
 from pfsync_app.jobs.base import main_thread_interrupt
 from pfsync_app.reports.logs import one_line
@@ -57,6 +67,16 @@ class PfsyncCommand(BaseCommand):
                 raise CommandError(str(exc), returncode=COULD_NOT_RUN) from None
             except CommandError:
                 raise
+            except DatabaseError as exc:
+                if options.get("traceback"):
+                    raise
+                problem = database_problem(exc, options.get("database") or DEFAULT_DB_ALIAS)
+                raise CommandError(
+                    f"{self.command_name()} could not run: {problem}", returncode=COULD_NOT_RUN
+                ) from None
+            except BrokenPipeError:
+                self.reader_gone()
+                return None
             except Terminated as exc:
                 raise self.terminated(exc) from None
             except Exception as exc:
@@ -67,6 +87,15 @@ class PfsyncCommand(BaseCommand):
     def command_name(self) -> str:
         """The command's name as typed (pf_sync, pf_check...)."""
         return self.__module__.rsplit(".", 1)[-1]
+
+    @staticmethod
+    def reader_gone() -> None:
+        """stdout's reader stopped reading: send what is left to /dev/null, so exit is quiet."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real stream (a test's StringIO): nothing is left to flush
 
     # -- a run that did not finish ---------------------------------------------
 

@@ -143,9 +143,10 @@ def test_check_exits_2_when_the_database_cannot_tell(monkeypatch):
         call_command("pf_report", "--check", stdout=StringIO())
 
     assert refused.value.returncode == 2
-    assert str(refused.value) == (
-        "pf_report could not run: cannot check the nightly sync: connection refused"
+    assert str(refused.value).startswith(
+        "pf_report could not run: cannot check the nightly sync: database 'default' ("
     )
+    assert str(refused.value).endswith("failed: connection refused")
 
 
 def test_run_and_check_cannot_be_asked_at_once():
