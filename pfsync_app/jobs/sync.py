@@ -27,7 +27,7 @@ from pfsync_app.jobs.base import Job, atlas_failure
 from pfsync_app.jobs.listings import ListingStage
 from pfsync_app.jobs.pipeline import Prefetcher, Progress, prefetch
 from pfsync_app.jobs.users import UserStage
-from pfsync_app.media.files import storage_write_problem, sweep_stale_downloads
+from pfsync_app.media.files import require_writable_storage, sweep_stale_downloads
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.alerts import send_run_alert, send_stopped_run_alert
 from pfsync_app.reports.causes import Cause, cause_of
@@ -109,9 +109,7 @@ class SyncJob(Job):
         super().preflight()
         options = self.sync_options
         if not options.dry_run and options.images and options.only != "users":
-            problem = storage_write_problem(self.storage)
-            if problem:
-                raise SyncAborted(f"{problem} (check MEDIA_ROOT and its permissions)")
+            require_writable_storage(self.storage)
 
     def work(self) -> None:
         options = self.sync_options

@@ -48,7 +48,7 @@ from pfsync_app.jobs.pipeline import Progress
 from pfsync_app.jobs.users import record_user_outcome
 from pfsync_app.mapping import map_user
 from pfsync_app.media.download import ImageDownloader
-from pfsync_app.media.files import storage_write_problem, sweep_stale_downloads
+from pfsync_app.media.files import require_writable_storage, sweep_stale_downloads
 from pfsync_app.models import SyncRun, WebhookEvent
 from pfsync_app.reports.causes import cause_of
 from pfsync_app.reports.logs import one_line, redact
@@ -298,9 +298,7 @@ class WebhookBatch(Job):
     def listing_stage(self) -> ListingStage:
         """A listings stage recording on this batch's run (storage checked once per batch)."""
         if self._pool is None:
-            problem = storage_write_problem(self.storage)
-            if problem:
-                raise SyncAborted(f"{problem} (check MEDIA_ROOT and its permissions)")
+            require_writable_storage(self.storage)
             sweep_stale_downloads(self.storage)
             self.open_client()
             self.open_downloader()

@@ -143,7 +143,9 @@ class Command(PfsyncCommand):
             return
         for candidate in found:
             loc = candidate.location
-            if candidate.area_id is not None:
+            if not candidate.links_known:
+                linked = "link unknown"
+            elif candidate.area_id is not None:
                 linked = f"area {candidate.area_id} '{candidate.area_name}'"
             elif candidate.area_name is not None:
                 linked = f"named '{candidate.area_name}'"
@@ -152,6 +154,12 @@ class Command(PfsyncCommand):
             self.stdout.write(
                 f"{loc.id:>8}  {loc.type or '?':<13} {loc.name or '?'}  "
                 f"[{candidate.path}]  {linked}"
+            )
+        if not all(candidate.links_known for candidate in found):
+            self.stderr.write(
+                self.style.WARNING(
+                    "Which host area links each location is not shown: the database cannot be read."
+                )
             )
 
     def link(self, options: dict[str, Any]) -> None:
