@@ -37,7 +37,7 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import DatabaseError
 
 from pfsync_app.database import database_problem
@@ -49,6 +49,19 @@ logger = logging.getLogger("pfsync.commands")
 
 #: The exit status of a command that could not run (the old service's, and cron's cue).
 COULD_NOT_RUN = 2
+
+
+def from_database(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether ``exc``, or an exception it arose from, is the database driver's error."""
+    driver_error = getattr(connections[using].Database, "Error", DatabaseError)
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain, not a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, DatabaseError | driver_error):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class PfsyncCommand(BaseCommand):
@@ -67,13 +80,6 @@ class PfsyncCommand(BaseCommand):
                 raise CommandError(str(exc), returncode=COULD_NOT_RUN) from None
             except CommandError:
                 raise
-            except DatabaseError as exc:
-                if options.get("traceback"):
-                    raise
-                problem = database_problem(exc, options.get("database") or DEFAULT_DB_ALIAS)
-                raise CommandError(
-                    f"{self.command_name()} could not run: {problem}", returncode=COULD_NOT_RUN
-                ) from None
             except BrokenPipeError:
                 self.reader_gone()
                 return None
@@ -82,6 +88,14 @@ class PfsyncCommand(BaseCommand):
             except Exception as exc:
                 if options.get("traceback"):
                     raise
+                using = options.get("database") or DEFAULT_DB_ALIAS
+                if from_database(exc, using):
+                    # Django's DatabaseError, or the driver's own unwrapped (a server-side
+                    # cursor closed after its query failed): said as what it means.
+                    problem = database_problem(exc, using)
+                    raise CommandError(
+                        f"{self.command_name()} could not run: {problem}", returncode=COULD_NOT_RUN
+                    ) from None
                 raise self.unexpected(exc) from None
 
     def command_name(self) -> str:

@@ -117,7 +117,11 @@ def test_pf_schema_on_an_unmigrated_database_shows_the_missing_host_tables(unmig
 def test_a_host_table_missing_after_migrate_names_the_table_and_pf_schema(synced, tmp_path):
     db = synced.clone(tmp_path / "no-areas")
     try:
-        db.execute("DROP TABLE areas_area")
+        db.execute(
+            "DROP TABLE areas_area CASCADE"
+            if db.vendor == "postgresql"
+            else "DROP TABLE areas_area"
+        )
         result = manage(db, "pf_areas", "automap")
         assert_one_sentence(result, "the host's table 'areas_area' is missing", "pf_schema")
     finally:
