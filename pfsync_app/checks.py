@@ -466,6 +466,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     return messages
 
 
+def one_sentence(messages: list[checks.CheckMessage]) -> str:
+    """The first of serious check messages as one sentence, its hint after it, and how many more."""
+    first = messages[0]
+    others = len(messages) - 1
+    more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
+    hint = f" {first.hint}" if first.hint else ""
+    return f"{first.msg.rstrip('.')}{more}.{hint}"
+
+
 @checks.register(checks.Tags.security, deploy=True)
 def check_credentials(app_configs: Any = None, **kwargs: Any) -> list:
     """Warn (with ``check --deploy``) when no API credentials are configured."""

@@ -39,7 +39,7 @@ from django.db import DatabaseError, connections
 
 from pfsync_app.atlas import AtlasClient
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError, CredentialsMissing
-from pfsync_app.checks import check_host_schema, check_settings
+from pfsync_app.checks import check_host_schema, check_settings, one_sentence
 from pfsync_app.database import require_database
 from pfsync_app.exceptions import SyncAborted, WriterBusy, first_line
 from pfsync_app.jobs.clients import build_client
@@ -196,11 +196,7 @@ def check_ready() -> None:
         require_database()
         errors = [m for m in check_host_schema() if m.is_serious()]
     if errors:
-        first = errors[0]
-        others = len(errors) - 1
-        more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
-        hint = f" {first.hint}" if first.hint else ""
-        raise SyncAborted(f"{first.msg.rstrip('.')}{more}.{hint}")
+        raise SyncAborted(one_sentence(errors))
 
 
 def atlas_failure(exc: AtlasError, doing: str, *, mid_run: bool = False) -> SyncAborted:

@@ -40,6 +40,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import DatabaseError
 
+from pfsync_app.checks import check_settings, one_sentence
 from pfsync_app.database import database_problem
 from pfsync_app.exceptions import PfsyncError, SyncAborted, Terminated
 from pfsync_app.jobs.base import main_thread_interrupt
@@ -97,6 +98,21 @@ class PfsyncCommand(BaseCommand):
                         f"{self.command_name()} could not run: {problem}", returncode=COULD_NOT_RUN
                     ) from None
                 raise self.unexpected(exc) from None
+
+    def check(self, *args: Any, **kwargs: Any) -> None:
+        """Django's system checks, after pfsync's settings: a wrong one is a sentence, exit 2.
+
+        Settings errors are exit status 2 wherever they are found (the bundled
+        project's manage.py says an unreadable variable the same way), never a
+        system-check block with status 1.
+        """
+        errors = [m for m in check_settings() if m.is_serious()]
+        if errors:
+            raise CommandError(
+                f"{self.command_name()} could not run: {one_sentence(errors)}",
+                returncode=COULD_NOT_RUN,
+            )
+        super().check(*args, **kwargs)
 
     def command_name(self) -> str:
         """The command's name as typed (pf_sync, pf_check...)."""

@@ -9,6 +9,7 @@ without one.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from pfsync_app.conf import SETTINGS
 from pfsync_app.sandbox import Sandbox
-from tests.fixtures.faults import ProcessDatabase, manage, start
+from tests.fixtures.faults import PROJECT_DIR, ProcessDatabase, manage, start
 from tests.fixtures.sandbox import SMALL
+from tests.project.test_settings_registry import BAD_TEXT, WRONG_VALUES
 
 # Every command and subcommand that uses the database.
 DATABASE_COMMANDS = [
@@ -208,3 +211,37 @@ def test_a_pipe_closed_early_ends_the_command_quietly(synced):
     stderr = process.stderr.read()
     assert process.returncode == 0, stderr
     assert stderr == ""
+
+
+# -- settings -------------------------------------------------------------------
+
+FROM_ENV = [s for s in SETTINGS if s.env and BAD_TEXT.get(s.kind)]
+
+
+@pytest.mark.parametrize("setting", FROM_ENV, ids=lambda s: s.name)
+def test_a_wrong_variable_is_one_sentence_and_exit_2(synced, setting):
+    text, _ = BAD_TEXT[setting.kind][0]
+    result = manage(synced, "pf_report", **{setting.name: text})
+    line = assert_one_sentence(result, setting.name)
+    assert "SystemCheckError" not in line
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_a_wrong_django_setting_is_one_sentence_and_exit_2(synced, tmp_path, setting):
+    value = WRONG_VALUES[setting.kind][-1]
+    module = tmp_path / "wrong_settings.py"
+    module.write_text(
+        f"from math import inf\nfrom {synced.settings_module} import *  # noqa: F403\n"
+        f"{setting.name} = {value!r}\n"
+    )
+    result = manage(
+        synced,
+        "pf_report",
+        DJANGO_SETTINGS_MODULE="wrong_settings",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(PROJECT_DIR)]),
+    )
+    line = assert_one_sentence(result, f"pf_report could not run: {setting.name} must be ")
+    assert "System check identified" not in result.stderr
+    assert line.endswith(f"Set {setting.name} in the environment or the Django settings.") or (
+        line.endswith(f"Set {setting.name} in the Django settings.")
+    )
