@@ -9,9 +9,10 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from pfsync_app.atlas.errors import AtlasError
+from pfsync_app.atlas.errors import AtlasError, CredentialsMissing
 from pfsync_app.exceptions import AreaError
 from pfsync_app.jobs import areas
+from pfsync_app.jobs.base import atlas_failure
 from pfsync_app.jobs.clients import build_client
 from pfsync_app.management.base import PfsyncCommand
 from pfsync_app.writers.areas import has_areas, unmapped_locations
@@ -101,6 +102,9 @@ class Command(PfsyncCommand):
         }
         try:
             handlers[options["action"]](options)
+        except CredentialsMissing as exc:
+            # Nothing was sent: said as pf_sync says it, not as a refusal.
+            raise atlas_failure(exc, "Property Finder API") from None
         except AtlasError as exc:
             raise CommandError(f"Property Finder API: {exc}", returncode=2) from None
 

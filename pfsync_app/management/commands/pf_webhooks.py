@@ -7,6 +7,8 @@ import sys
 from django.core.management.base import CommandError, CommandParser
 
 from pfsync_app.atlas import AtlasClient, AtlasError
+from pfsync_app.atlas.errors import CredentialsMissing
+from pfsync_app.jobs.base import atlas_failure
 from pfsync_app.jobs.subscriptions import subscribe
 from pfsync_app.jobs.webhooks import EVENT_TYPES, process_pending
 from pfsync_app.management.base import PfsyncCommand
@@ -63,6 +65,8 @@ class Command(PfsyncCommand):
                 self.subscribe_url(client, options["url"], options["event"], options["secret"])
             else:
                 self.unsubscribe_events(client, options["event_ids"])
+        except CredentialsMissing as exc:
+            raise atlas_failure(exc, "Property Finder API") from None
         except AtlasError as exc:
             raise CommandError(f"pf_webhooks {action} failed: {exc}", returncode=2) from None
         finally:
