@@ -245,3 +245,18 @@ def test_a_wrong_django_setting_is_one_sentence_and_exit_2(synced, tmp_path, set
     assert line.endswith(f"Set {setting.name} in the environment or the Django settings.") or (
         line.endswith(f"Set {setting.name} in the Django settings.")
     )
+
+
+# -- migrate ----------------------------------------------------------------------
+
+
+def test_migrate_applies_pending_migrations_without_warning_that_they_are_pending(unmigrated):
+    result = manage(unmigrated, "migrate", "--no-input", "-v", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout == ""
+
+
+def test_check_still_says_migrations_are_pending_before_migrate(unmigrated):
+    result = manage(unmigrated, "check", "--database", "default")
+    assert "pfsync.W003" in result.stderr
