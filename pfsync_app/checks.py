@@ -51,6 +51,7 @@ from pfsync_app.hostmap import (
     read_host_map,
 )
 from pfsync_app.introspection import read_columns, site_defaults
+from pfsync_app.words import plural, verb
 
 HOST_MODEL_KEYS = tuple(DEFAULT_TABLES)
 
@@ -411,8 +412,8 @@ def check_database(databases: Iterable[str] | None = None, **kwargs: Any) -> lis
                 continue
             messages.append(
                 checks.Warning(
-                    f"{pending} migration(s) are not applied to database {alias!r}; "
-                    "the host schema is checked once they are.",
+                    f"{plural(pending, 'migration')} {verb(pending, 'is', 'are')} not applied "
+                    f"to database {alias!r}; the host schema is checked once they are.",
                     hint="Run python manage.py migrate.",
                     id="pfsync.W003",
                 )

@@ -24,6 +24,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import DatabaseError
 
 from pfsync_app.exceptions import SyncAborted, first_line
+from pfsync_app.words import plural
 
 APP_LABEL = "pfsync_app"
 
@@ -80,7 +81,7 @@ def migrations_problem(using: str = DEFAULT_DB_ALIAS) -> str | None:
         return None
     return (
         f"pfsync's tables are missing from database {using!r} "
-        f"({_count(pending, 'migration')} not applied): run python manage.py migrate"
+        f"({plural(pending, 'migration')} not applied): run python manage.py migrate"
     )
 
 
@@ -147,10 +148,6 @@ def _reason(exc: BaseException) -> str:
     found = _LIBPQ_REASON.search(text)
     reason = found.group(1).strip() if found else text
     return reason[:1].lower() + reason[1:]
-
-
-def _count(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def _forget(connection: Any) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from pfsync_app.words import plural
+
 from .errors import MalformedResponseError
 from .parsing import parse_listing, parse_location, parse_page, parse_user, parse_webhook
 from .records import InvalidRecord, Listing, Location, Page, RecordError, User, Webhook
@@ -147,7 +149,9 @@ class AtlasClient(Transport):
                 requested_per_page=per_page,
             )
             if page.errors:
-                logger.warning("%d unreadable %s record(s) on %s", len(page.errors), kind, shown)
+                logger.warning(
+                    "%s on %s", plural(len(page.errors), f"unreadable {kind} record"), shown
+                )
             yield page
             seen.add(page_number)
             # Each page's own pagination is trusted as it arrives: the total

@@ -22,6 +22,7 @@ from pfsync_app.atlas import records
 from pfsync_app.exceptions import AreaError
 from pfsync_app.jobs.base import Job
 from pfsync_app.models import SyncRun
+from pfsync_app.words import plural
 from pfsync_app.writers.areas import (
     LinkResult,
     areas_linking,
@@ -296,7 +297,7 @@ class LinkJob(Job):
 
     def finish_message(self) -> str:
         done = sum(isinstance(r, LinkResult) for r in self.results)
-        return f"linked {done} of {len(self.requests)} location(s)"
+        return f"linked {done} of {plural(len(self.requests), 'location')}"
 
     def result(self) -> list[LinkResult | AreaError]:
         return self.results

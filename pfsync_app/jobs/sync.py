@@ -31,6 +31,7 @@ from pfsync_app.media.files import require_writable_storage, sweep_stale_downloa
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.alerts import send_run_alert, send_stopped_run_alert
 from pfsync_app.reports.causes import Cause, cause_of
+from pfsync_app.words import plural
 from pfsync_app.writers.listings import published_pf_ids, unpublish
 
 logger = logging.getLogger("pfsync.sync")
@@ -322,8 +323,8 @@ class SyncJob(Job):
             for page in self.client.iter_listing_pages_by_ids(pf_ids):
                 if page.errors:
                     self._skip_unpublishing(
-                        f"{len(page.errors)} listing(s) of the look-up of unpaged properties "
-                        "could not be read; nothing was unpublished"
+                        f"{plural(len(page.errors), 'listing')} of the look-up of unpaged "
+                        "properties could not be read; nothing was unpublished"
                     )
                     return None
                 live.extend(listing for listing in page.items if listing.is_live)

@@ -53,6 +53,7 @@ from pfsync_app.models import SyncRun, WebhookEvent
 from pfsync_app.reports.causes import cause_of
 from pfsync_app.reports.logs import one_line, redact
 from pfsync_app.reports.recorder import writing_run_in_progress
+from pfsync_app.words import plural
 from pfsync_app.writers.events import claim_event, pending_event, pending_events, settle_event
 from pfsync_app.writers.listings import (
     can_unpublish,
@@ -344,7 +345,7 @@ def _listing_published(event: WebhookEvent, batch: WebhookBatch) -> str:
         stage.report_unmapped()
     errors = batch.recorder.counters["errors"] - errors_before
     if errors:
-        return f"synced with {errors} error(s); see run {batch.recorder.run.pk}"
+        return f"synced with {plural(errors, 'error')}; see run {batch.recorder.run.pk}"
     return ""
 
 

@@ -57,6 +57,7 @@ from pfsync_app.media.policy import (
     require_allowed_url,
     safe_url,
 )
+from pfsync_app.words import plural
 
 __all__ = [
     "IMAGE_TYPES",
@@ -223,9 +224,7 @@ class ImageDownloader:
             more, self._private_refusals = self._private_refusals - 1, 0
         if more > 0:
             logger.warning(
-                "and %d more %s refused like it (PF_MEDIA_ALLOW_PRIVATE_HOSTS)",
-                more,
-                "image" if more == 1 else "images",
+                "and %s refused like it (PF_MEDIA_ALLOW_PRIVATE_HOSTS)", plural(more, "more image")
             )
 
     def _log_retry(self, url: str, state: Any) -> None:
@@ -507,14 +506,10 @@ def _unlink_quietly(path: str) -> None:
         logger.warning("could not remove temporary download %s: %s", path, exc)
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 def _final_error(url: str, failure: DownloadAttemptFailed, attempts: int) -> ImageDownloadError:
     """The error download() raises: one sentence naming the URL, the cause and the attempts."""
     if failure.reason == "blocked_url" or attempts == 0:
         message = f"image {safe_url(url)}: refused, {failure.cause}"
     else:
-        message = f"image {safe_url(url)}: {failure.cause} after {_plural(attempts, 'attempt')}"
+        message = f"image {safe_url(url)}: {failure.cause} after {plural(attempts, 'attempt')}"
     return ImageDownloadError(url, failure.reason, message, status=failure.status)

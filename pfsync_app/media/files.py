@@ -26,6 +26,7 @@ from pfsync_app.conf import pfsync_settings
 from pfsync_app.deadline import os_error_text
 from pfsync_app.exceptions import ImageRejected, SyncAborted, first_line
 from pfsync_app.media.decode import decode_image
+from pfsync_app.words import plural
 
 logger = logging.getLogger("pfsync.media")
 
@@ -185,7 +186,7 @@ def sweep_stale_downloads(storage: Any) -> int:
         except OSError as exc:
             logger.warning("could not remove stale temporary download %s: %s", path, exc)
     if removed:
-        logger.info("removed %d temporary download(s) left by an interrupted run", removed)
+        logger.info("removed %s left by an interrupted run", plural(removed, "temporary download"))
     return removed
 
 

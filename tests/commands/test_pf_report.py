@@ -34,7 +34,7 @@ def run() -> SyncRun:
     with RunRecorder.start("pf_sync", options={"dry_run": False, "limit": None}) as recorder:
         recorder.count("properties_created")
         recorder.info("property.created", "Sea view flat (2 images)", pf_id="01JA")
-        recorder.warning("location.unmapped", "location 68: 1 listing(s) saved with no area")
+        recorder.warning("location.unmapped", "location 68: 1 listing saved with no area")
         for pf_id, status in (("01JA", 404), ("01JB", 403)):
             recorder.count("images_failed")
             recorder.error(
@@ -62,7 +62,7 @@ def test_a_runs_entries_are_printed_errors_first_after_its_failures_by_cause(run
         "HTTP 404 after 1 attempt",
         "error   image.failed 01JB [HTTP 403]: image 1: image https://img.example/01JB.jpg: "
         "HTTP 403 after 1 attempt",
-        "warning location.unmapped: location 68: 1 listing(s) saved with no area",
+        "warning location.unmapped: location 68: 1 listing saved with no area",
         "info    property.created 01JA: Sea view flat (2 images)",
         "4 entries.",
     ]

@@ -15,6 +15,7 @@ from pfsync_app.jobs import areas
 from pfsync_app.jobs.base import atlas_failure
 from pfsync_app.jobs.clients import build_client
 from pfsync_app.management.base import PfsyncCommand
+from pfsync_app.words import plural, verb
 from pfsync_app.writers.areas import has_areas, unmapped_locations
 
 
@@ -124,14 +125,15 @@ class Command(PfsyncCommand):
         waiting = sum(row.listings for row in rows)
         if has_areas():
             self.stdout.write(
-                f"{len(rows)} unmapped location(s), {waiting} propert(ies) without an area. "
+                f"{plural(len(rows), 'unmapped location')}, {plural(waiting, 'property')} "
+                "without an area. "
                 "Find one: pf_areas search TEXT; link it: pf_areas link LOCATION_ID AREA_ID."
             )
         else:
             self.stdout.write(
-                f"{len(rows)} unnamed location(s), {waiting} propert(ies) without a location "
-                "name. Find one: pf_areas search TEXT; name it: pf_areas link LOCATION_ID "
-                "--name TEXT (or --search TEXT)."
+                f"{plural(len(rows), 'unnamed location')}, {plural(waiting, 'property')} "
+                "without a location name. Find one: pf_areas search TEXT; name it: "
+                "pf_areas link LOCATION_ID --name TEXT (or --search TEXT)."
             )
 
     def search(self, options: dict[str, Any]) -> None:
@@ -201,7 +203,7 @@ class Command(PfsyncCommand):
                         f"Location {result.location_id} is now named '{result.area_name}'."
                     )
                 )
-            self.stdout.write(f"{result.properties_filled} propert(ies) got the name.")
+            self.stdout.write(f"{plural(result.properties_filled, 'property')} got the name.")
             return
         verb = "Created area" if result.created else "Area"
         if result.already_linked:
@@ -219,9 +221,9 @@ class Command(PfsyncCommand):
         if result.previous_location_id is not None:
             self.stdout.write(
                 f"It no longer links location {result.previous_location_id}: "
-                f"{result.properties_cleared} propert(ies) lost the area."
+                f"{plural(result.properties_cleared, 'property')} lost the area."
             )
-        self.stdout.write(f"{result.properties_filled} propert(ies) got the area.")
+        self.stdout.write(f"{plural(result.properties_filled, 'property')} got the area.")
 
     def automap(self, options: dict[str, Any]) -> None:
         with build_client() as client:
@@ -234,14 +236,18 @@ class Command(PfsyncCommand):
         matches = [p for p in proposals if p.status == areas.MATCH]
         if not options["apply"]:
             self.stdout.write(
-                f"{len(matches)} of {len(proposals)} unlinked area(s) match exactly one "
+                f"{len(matches)} of {plural(len(proposals), 'unlinked area')} "
+                f"{verb(len(matches), 'matches', 'match')} exactly one "
                 "location; run with --apply to link them."
             )
             return
         done = [p for p in matches if p.linked]
         filled = sum(p.properties_filled for p in done)
         self.stdout.write(
-            self.style.SUCCESS(f"Linked {len(done)} area(s); {filled} propert(ies) got their area.")
+            self.style.SUCCESS(
+                f"Linked {plural(len(done), 'area')}; {plural(filled, 'property')} "
+                f"got {verb(filled, 'its', 'their')} area."
+            )
         )
 
     def describe(self, proposal: areas.Proposal, verbosity: int) -> str:
@@ -254,7 +260,7 @@ class Command(PfsyncCommand):
                 return self.style.ERROR(f"{text}: not linked: {proposal.error}")
             if proposal.linked:
                 return self.style.SUCCESS(
-                    f"{text}: linked, {proposal.properties_filled} propert(ies) got the area"
+                    f"{text}: linked, {plural(proposal.properties_filled, 'property')} got the area"
                 )
             return text
         if status == areas.AMBIGUOUS:

@@ -13,6 +13,7 @@ from pfsync_app.jobs.subscriptions import subscribe
 from pfsync_app.jobs.webhooks import EVENT_TYPES, process_pending
 from pfsync_app.management.base import PfsyncCommand
 from pfsync_app.management.options import positive_int
+from pfsync_app.words import plural
 
 
 class Command(PfsyncCommand):
@@ -95,7 +96,9 @@ class Command(PfsyncCommand):
 
         result = subscribe(client, url, events, secret, done=done, warn=self.warn)
         signed = "signed" if result.signed else "unsigned"
-        self.stdout.write(f"{len(result.added)} subscription(s) added for {url} ({signed}).")
+        self.stdout.write(
+            f"{plural(len(result.added), 'subscription')} added for {url} ({signed})."
+        )
 
     def warn(self, text: str) -> None:
         """A warning on stderr, before any subscription is made."""
