@@ -93,11 +93,12 @@ def require_writable_storage(storage: Storage) -> None:
     """Raise SyncAborted, one sentence, when images cannot be written to ``storage``."""
     problem = storage_write_problem(storage)
     if problem:
-        where = (
-            "MEDIA_ROOT and its permissions"
-            if isinstance(storage, FileSystemStorage)
-            else ("the media storage's settings (AWS_STORAGE_BUCKET_NAME, its permissions)")
-        )
+        if isinstance(storage, FileSystemStorage):
+            where = "MEDIA_ROOT and its permissions"
+        elif getattr(storage, "bucket_name", None):
+            where = "AWS_STORAGE_BUCKET_NAME and what its credentials may do"
+        else:
+            where = "the media storage's settings"
         raise SyncAborted(f"{problem} (check {where})")
 
 
