@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from pfsync_app.words import plural
-
 from .errors import MalformedResponseError
 from .parsing import parse_listing, parse_location, parse_page, parse_user, parse_webhook
 from .records import InvalidRecord, Listing, Location, Page, RecordError, User, Webhook
@@ -149,9 +147,10 @@ class AtlasClient(Transport):
                 requested_per_page=per_page,
             )
             if page.errors:
-                logger.warning(
-                    "%s on %s", plural(len(page.errors), f"unreadable {kind} record"), shown
-                )
+                # The client imports nothing of pfsync's upper floors (words.plural included).
+                count = len(page.errors)
+                noun = "record" if count == 1 else "records"
+                logger.warning("%d unreadable %s %s on %s", count, kind, noun, shown)
             yield page
             seen.add(page_number)
             # Each page's own pagination is trusted as it arrives: the total
