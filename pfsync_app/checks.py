@@ -124,7 +124,8 @@ def check_host_schema(
                         hint=(
                             "Run the host site's migrations, or name the table that holds "
                             f"{model._meta.verbose_name_plural} in PFSYNC_HOST[{key!r}]['table'] "
-                            f"(or PFSYNC_TABLES[{key!r}]; default {DEFAULT_TABLES[key]!r})."
+                            f"(or PFSYNC_TABLES[{key!r}]; default {DEFAULT_TABLES[key]!r}); "
+                            "python manage.py pf_schema shows the map in effect."
                         ),
                         obj=model,
                         id="pfsync.E002",

@@ -117,18 +117,30 @@ def test_pf_schema_on_an_unmigrated_database_shows_the_missing_host_tables(unmig
     assert "Table properties_property does not exist." in result.stdout
 
 
-def test_a_host_table_missing_after_migrate_names_the_table_and_pf_schema(synced, tmp_path):
-    db = synced.clone(tmp_path / "no-areas")
-    try:
-        db.execute(
-            "DROP TABLE areas_area CASCADE"
-            if db.vendor == "postgresql"
-            else "DROP TABLE areas_area"
-        )
-        result = manage(db, "pf_areas", "automap")
-        assert_one_sentence(result, "the host's table 'areas_area' is missing", "pf_schema")
-    finally:
-        db.drop()
+@pytest.fixture(scope="module")
+def no_areas(synced, tmp_path_factory):
+    """The synced database with the host's areas table dropped (a map naming a wrong table)."""
+    db = synced.clone(tmp_path_factory.mktemp("no-areas"))
+    db.execute("DROP TABLE areas_area" + (" CASCADE" if db.vendor == "postgresql" else ""))
+    yield db
+    db.drop()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("pf_sync",),
+        ("pf_check",),
+        ("pf_repair",),
+        ("pf_areas", "unmapped"),
+        ("pf_areas", "link", "1", "2"),
+        ("pf_areas", "automap"),
+    ],
+    ids=" ".join,
+)
+def test_a_host_table_missing_after_migrate_names_the_table_and_the_map(no_areas, sandbox, args):
+    result = manage(no_areas, *args, sb=sandbox)
+    assert_one_sentence(result, "'areas_area'", "PFSYNC_HOST", "pf_schema")
 
 
 @pytest.mark.parametrize(
