@@ -124,11 +124,20 @@ def database_problem(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> str:
 
 
 def missing_table(exc: BaseException) -> str | None:
-    """The table a "no such table" / "relation does not exist" error names, else None."""
-    found = _MISSING_TABLE.search(str(exc))
-    if found is None:
-        return None
-    return (found.group(1) or found.group(2)).split(".")[-1]
+    """The table a "no such table" / "relation does not exist" error names, else None.
+
+    The exceptions ``exc`` arose from are read too: a server-side cursor closed after
+    its query failed raises its own error, with the missing table in the context.
+    """
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain, not a cycle
+        if seen is None:
+            break
+        found = _MISSING_TABLE.search(str(seen))
+        if found is not None:
+            return (found.group(1) or found.group(2)).split(".")[-1]
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def pfsync_tables() -> set[str]:

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from django.db.utils import OperationalError, ProgrammingError
 
 from pfsync_app.conf import SETTINGS
+from pfsync_app.database import missing_table
 from pfsync_app.sandbox import Sandbox
 from tests.fixtures.faults import PROJECT_DIR, ProcessDatabase, manage, start
 from tests.fixtures.sandbox import SMALL
@@ -272,3 +274,30 @@ def test_migrate_applies_pending_migrations_without_warning_that_they_are_pendin
 def test_check_still_says_migrations_are_pending_before_migrate(unmigrated):
     result = manage(unmigrated, "check", "--database", "default")
     assert "pfsync.W003" in result.stderr
+
+
+# -- the classifier ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "table"),
+    [
+        ("no such table: pfsync_app_syncrun", "pfsync_app_syncrun"),
+        ('relation "areas_area" does not exist\nLINE 1: SELECT ...', "areas_area"),
+        ('relation "public.users_user" does not exist', "users_user"),
+        ("connection refused", None),
+    ],
+)
+def test_the_missing_table_is_read_from_sqlite_and_postgresql_errors(text, table):
+    assert missing_table(OperationalError(text)) == table
+
+
+def test_the_missing_table_is_found_behind_the_error_that_replaced_it():
+    try:
+        try:
+            raise ProgrammingError('relation "pfsync_app_syncrun" does not exist')
+        except ProgrammingError:
+            raise RuntimeError('cursor "_django_curs_1" does not exist') from None
+    except RuntimeError as replaced:
+        # "from None" hides the context from tracebacks, not from __context__.
+        assert missing_table(replaced) == "pfsync_app_syncrun"
