@@ -7,7 +7,10 @@ variable names work unchanged.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
+import warnings
 from pathlib import Path
 
 import environ
@@ -97,6 +100,24 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 MEDIA_URL = env.str("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", str(BASE_DIR / "media"))).resolve()
+
+# The admin's CSS and JavaScript with DEBUG off, as a real deployment serves them: WhiteNoise
+# (the demo extra) answers /static/ from the apps' static folders (WHITENOISE_USE_FINDERS), so
+# `manage.py runserver` needs no collectstatic. pfsync_app itself does not depend on it, and
+# the Docker image (standalone: no admin) is installed without it.
+SERVE_STATIC = not PFSYNC_STANDALONE and importlib.util.find_spec("whitenoise") is not None
+if SERVE_STATIC:
+    INSTALLED_APPS.insert(
+        INSTALLED_APPS.index("django.contrib.staticfiles"), "whitenoise.runserver_nostatic"
+    )
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
+    WHITENOISE_USE_FINDERS = True
+    # STATIC_ROOT exists only after collectstatic (the Docker image's build runs it); the
+    # finders serve the same files without it, so its absence is not worth a warning.
+    warnings.filterwarnings("ignore", message=f"No directory at: {re.escape(str(STATIC_ROOT))}")
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

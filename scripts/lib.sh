@@ -78,12 +78,14 @@ apt_install() {
 
 can_apt() { is_root && command -v apt-get >/dev/null 2>&1; }
 
-# Creates .venv if needed and installs the project with the extra $1 ("" or "test").
+# Creates .venv if needed and installs the project with the extra $1 ("", "demo" or "test").
 #
 # A stamp file in .venv holds pyproject.toml's hash, so an unchanged project is not reinstalled.
-# The test extra includes everything the base install needs, so its stamp satisfies both.
+# The test extra includes everything the base install and the demo extra need, so its stamp
+# satisfies all three.
 ensure_venv() {
-	local extra="${1:-}" spec="." hash stamp_base="$VENV/.pfsync-installed" python log
+	local extra="${1:-}" spec="." hash stamp_base="$VENV/.pfsync-installed" python log stamp
+	local -a satisfied_by
 	[[ -n "$extra" ]] && spec=".[$extra]"
 
 	if [[ ! -x "$VENV_PY" ]] || ! python_ok "$VENV_PY"; then
@@ -96,15 +98,16 @@ ensure_venv() {
 	fi
 
 	hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-	if [[ "$(cat "$stamp_base.test" 2>/dev/null)" == "$hash" ]]; then
-		return 0
-	fi
-	if [[ -z "$extra" && "$(cat "$stamp_base" 2>/dev/null)" == "$hash" ]]; then
-		return 0
-	fi
+	satisfied_by=("$stamp_base.test" "$stamp_base${extra:+.$extra}")
+	[[ -z "$extra" ]] && satisfied_by+=("$stamp_base.demo")
+	for stamp in "${satisfied_by[@]}"; do
+		if [[ "$(cat "$stamp" 2>/dev/null)" == "$hash" ]]; then
+			return 0
+		fi
+	done
 
 	say "installing pfsync${extra:+ with its $extra extra} into .venv"
-	rm -f "$stamp_base" "$stamp_base.test"
+	rm -f "$stamp_base" "$stamp_base.demo" "$stamp_base.test"
 	log="$(mktemp)"
 	# Quiet even on success: setuptools prints build warnings that are not ours to act on.
 	if ! "$VENV_PY" -m pip install --quiet --disable-pip-version-check --no-input -e "$spec" \
