@@ -13,10 +13,11 @@ import re
 import warnings
 from pathlib import Path
 
+import django
 import environ
 
 from pfsync_app import conf as pfsync_conf
-from project_settings.environment import Env, database_from_env
+from project_settings.environment import Env, database_from_env, mailers_from_email_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -149,9 +150,11 @@ globals().update({s.name: env.setting(s) for s in pfsync_conf.SETTINGS if s.env}
 
 # E-mail, for pfsync's alerts: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587
 # (django-environ's e-mail URLs). Unset: Django's defaults, SMTP on localhost port 25.
+# Django 6.1 and newer take them as MAILERS, which deprecates the EMAIL_* settings.
+email_settings: dict = {}
 if env.raw("EMAIL_URL"):
     try:
-        globals().update(environ.Env.email_url_config(env.raw("EMAIL_URL")))
+        email_settings = environ.Env.email_url_config(env.raw("EMAIL_URL"))
     except Exception as exc:
         from django.core.exceptions import ImproperlyConfigured
 
@@ -159,6 +162,10 @@ if env.raw("EMAIL_URL"):
             "EMAIL_URL must be an e-mail URL like smtp+tls://user:password@smtp.example.com:587 "
             f"({exc})."
         ) from None
+if django.VERSION >= (6, 1):
+    MAILERS = mailers_from_email_settings(email_settings)
+else:
+    globals().update(email_settings)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
