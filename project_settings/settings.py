@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
-import warnings
 from pathlib import Path
 
 import django
@@ -113,12 +111,9 @@ if SERVE_STATIC:
     )
     MIDDLEWARE.insert(
         MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "project_settings.host.static.StaticFilesMiddleware",
     )
     WHITENOISE_USE_FINDERS = True
-    # STATIC_ROOT exists only after collectstatic (the Docker image's build runs it); the
-    # finders serve the same files without it, so its absence is not worth a warning.
-    warnings.filterwarnings("ignore", message=f"No directory at: {re.escape(str(STATIC_ROOT))}")
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
