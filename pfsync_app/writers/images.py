@@ -108,14 +108,34 @@ def plan_images(
     rows: Iterable[Any],
     file_exists: Any,
 ) -> ImagePlan:
-    """Match a listing's images to its rows by source URL; decide downloads and deactivations."""
-    by_url: dict[str, Any] = {}
+    """Match a listing's images to its rows, one row per image; decide downloads and deactivations.
+
+    An image matches a row with its source URL, and each row serves one image:
+    the same URL at two positions of ``media.images`` is two rows, each at its
+    own position (HOST_SCHEMA: position is the index in ``media.images``). A row
+    already at the image's position is taken first, so a listing's rows stay put
+    from run to run; then an active row, then the oldest. Active rows no image
+    took are deactivated, duplicates included.
+    """
+    rows = list(rows)
+    free: dict[str, list[Any]] = {}
     for row in sorted(rows, key=lambda r: (not r.is_active, r.id)):
-        by_url.setdefault(row.source_url, row)
-    wanted = {image.source_url for image in images}
+        free.setdefault(row.source_url, []).append(row)
+    matched: dict[int, Any] = {}
+    for image in images:
+        candidates = free.get(image.source_url, [])
+        for row in candidates:
+            if row.is_active and row.position == image.position:
+                matched[image.position] = row
+                candidates.remove(row)
+                break
+    for image in images:
+        candidates = free.get(image.source_url)
+        if image.position not in matched and candidates:
+            matched[image.position] = candidates.pop(0)
     plan = ImagePlan(download=[], keep={}, deactivate=[], replace={})
     for image in images:
-        row = by_url.get(image.source_url)
+        row = matched.get(image.position)
         if row is None:
             plan.download.append(image)
         elif file_exists(row.image):
@@ -123,11 +143,8 @@ def plan_images(
         else:
             plan.download.append(image)
             plan.replace[image.position] = row
-    used = {row.id for row in plan.keep.values()} | {row.id for row in plan.replace.values()}
-    for row in by_url.values():
-        if row.source_url not in wanted and row.is_active and row.id not in used:
-            plan.deactivate.append(row)
-    # Rows sharing a URL with a kept row (older duplicates) stay as they are.
+    used = {row.id for row in matched.values()}
+    plan.deactivate = [row for row in rows if row.is_active and row.id not in used]
     return plan
 
 

@@ -134,3 +134,40 @@ def test_a_listing_with_one_bad_photo_is_saved_with_its_other_fields_and_images(
     kept = PropertyImage.objects.filter(property__pf_id=pf_id, is_active=True)
     assert 1 not in set(kept.values_list("position", flat=True))
     assert kept.exists()
+
+
+# -- the same photo twice ----------------------------------------------------------
+
+
+def active_urls(pf_id: str) -> list[str]:
+    """The source URLs of a property's active images, in position order."""
+    rows = PropertyImage.objects.filter(property__pf_id=pf_id, is_active=True).order_by("position")
+    return list(rows.values_list("source_url", flat=True))
+
+
+def served_urls(sb: Sandbox, pf_id: str) -> list[str]:
+    return [image["original"]["url"] for image in sb.data.listing(pf_id)["media"]["images"]]
+
+
+def test_the_same_photo_twice_keeps_its_exact_order_after_updates_and_full(sb):
+    pf_id = sb.data.listing_ids()[0]
+    sb.data.arrange_images(pf_id, [0, 1, 0])
+    a, b, _ = served_urls(sb, pf_id)
+
+    assert night(sb).exit_code == 0
+    assert active_urls(pf_id) == [a, b, a]
+    positions = PropertyImage.objects.filter(property__pf_id=pf_id, is_active=True)
+    assert sorted(positions.values_list("position", flat=True)) == [0, 1, 2]
+
+    sb.data.update_listing(pf_id, **{"title.en": "A new title"})
+    assert night(sb).exit_code == 0
+    assert active_urls(pf_id) == [a, b, a], "an update scrambled the photos"
+
+    assert night(sb, full=True).exit_code == 0
+    assert active_urls(pf_id) == [a, b, a], "--full scrambled the photos"
+
+    sb.data.arrange_images(pf_id, [1, 0, 2, 1])
+    assert night(sb).exit_code == 0
+    assert active_urls(pf_id) == [b, a, a, b]
+    rows = PropertyImage.objects.filter(property__pf_id=pf_id)
+    assert rows.count() >= 4, "no image row is ever deleted"
