@@ -243,21 +243,54 @@ def write_images(
     record_checksums(checksums, now)
 
 
+def _row_changes(
+    row: ImageRow, facts: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, tuple[Any, Any]]]:
+    """What writing ``facts`` would change in one image row.
+
+    (the fitted host values, the host columns that differ -> (before, after), the
+    kept facts that differ -> (before, after)). The one comparison both writing and
+    skipping an unchanged listing use.
+    """
+    table = images()
+    fitted = table.fit(table.to_columns(facts), identifiers=("image",))
+    changed = table.changes(row.host, fitted.values)
+    kept = {
+        name: (getattr(row, name), wanted)
+        for name, wanted in facts.items()
+        if table.kept(name) and getattr(row, name) != wanted
+    }
+    return fitted.values, changed, kept
+
+
+def image_rows_agree(images: list[ImageValues], plan: ImagePlan) -> bool:
+    """Whether a listing's image rows already hold its images: nothing to download or write.
+
+    ``plan`` is ``plan_images`` of these images against the rows (file existence is
+    not this question's: pass a ``file_exists`` that says yes). Compares what
+    ``write_images`` would write for each image (position, size, the decoded size
+    pfsync filled in, the active flag) with its row.
+    """
+    if plan.download or plan.deactivate or plan.replace:
+        return False
+    for image in images:
+        row = as_image_row(plan.keep[image.position])
+        facts = image_facts(image, None, row)
+        facts.pop("source_url")
+        _, changed, kept = _row_changes(row, facts)
+        if changed or kept:
+            return False
+    return True
+
+
 def _update_row(write: _Write, values: PropertyValues) -> bool:
     """Write what changed in one existing image row (host columns, kept facts); whether any."""
     table = images()
     row = write.row
-    host = table.to_columns(write.facts)
-    fitted = table.fit(host, identifiers=("image",))
-    changed = table.changes(row.host, fitted.values)
-    kept = {
-        name: (getattr(row, name), wanted)
-        for name, wanted in write.facts.items()
-        if table.kept(name) and getattr(row, name) != wanted
-    }
+    fitted_values, changed, kept = _row_changes(row, write.facts)
     if not changed and not kept:
         return False
-    columns = {column: fitted.values[column] for column in changed}
+    columns = {column: fitted_values[column] for column in changed}
     send_signal(
         before_image_save,
         "before_image_save",
