@@ -63,7 +63,8 @@ class Nights(RuleBasedStateMachine):
     settings = None  # the test's pytest-django settings, set before each run
     media = Path()
     examples = itertools.count()
-    compared = 0  # nights whose result was compared with the sandbox, over all examples
+    nights = 0  # over all sequences
+    compared = 0  # nights whose result was compared with the sandbox, over all sequences
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,7 +78,6 @@ class Nights(RuleBasedStateMachine):
         Nights.settings.PF_API_SECRET = self.sb.api_secret
         self.moving = False  # the store changes during the next fetch
         self.failing = False  # the next fetch fails after its first page
-        self.nights = 0
 
     def teardown(self) -> None:
         self.sb.stop()
@@ -188,7 +188,7 @@ class Nights(RuleBasedStateMachine):
             result = run_sync(SyncOptions(), client=client)
         finally:
             client.close()
-        self.nights += 1
+        Nights.nights += 1
         clean = not (self.moving or self.failing)
         self.sb.faults.take_page_change(2)  # a change for a page the fetch never reached
         while self.sb.faults.take("/v1/listings?page=2", ("status",)):
@@ -238,5 +238,8 @@ def test_any_sequence_of_nights_converges_and_never_hides_a_live_listing(setting
     Nights.settings = settings
     Nights.media = tmp_path
     run_state_machine_as_test(Nights)
-    print(f"{next(Nights.examples)} sequences, {Nights.compared} nights compared")
+    print(
+        f"{next(Nights.examples)} sequences, {Nights.nights} nights, "
+        f"{Nights.compared} compared with the sandbox"
+    )
     assert Nights.compared, "no night was compared with the sandbox"
