@@ -160,8 +160,8 @@ class Nights(RuleBasedStateMachine):
         def change() -> None:
             # Between pages 1 and 2: a listing already read goes and/or one comes, so the
             # later listings shift onto a page that was read already.
-            if how % 3 in (0, 1):
-                self.sb.data.remove_listing(victim)
+            if how % 3 in (0, 1) and victim in self.sb.data.listing_ids():
+                self.sb.data.remove_listing(victim)  # unless a change of the day removed it
             if how % 3 in (0, 2):
                 self.sb.data.add_listing()
 
