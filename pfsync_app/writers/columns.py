@@ -144,7 +144,7 @@ class HostTable:
                     # The driver hands a JSON column over as its text (Django decodes it
                     # in JSONField, which an extra column is not): compared undecoded,
                     # every listing with a list in one looked changed every night.
-                    value = json.loads(value)
+                    value = _json_or_text(value)
                 values[column] = value
         return values
 
@@ -274,3 +274,11 @@ def send_signal(signal: Signal, name: str, sender: Any, **kwargs: Any) -> None:
                 f"the {name} receiver {module}.{who} failed: {type(response).__name__}: "
                 f"{first_line(response)}"
             ) from response
+
+
+def _json_or_text(text: str) -> Any:
+    """A JSON column's text decoded; text that is not JSON (SQLite allows it) as it is."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
