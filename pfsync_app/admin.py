@@ -386,7 +386,6 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "duration_text",
         "created",
         "updated",
-        "republished",
         "images_failed_",
         "errors_",
     )
@@ -538,10 +537,6 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="updated", ordering="properties_updated")
     def updated(self, run: SyncRun) -> int:
         return run.properties_updated
-
-    @admin.display(description="republished", ordering="properties_republished")
-    def republished(self, run: SyncRun) -> int:
-        return run.properties_republished
 
     @admin.display(description="images failed", ordering="images_failed")
     def images_failed_(self, run: SyncRun) -> int:

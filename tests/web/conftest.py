@@ -65,14 +65,25 @@ def browser() -> Iterator[Any]:
 
 def log_in(browser: Any, live_server: Any, django_user_model: Any) -> None:
     """Create a superuser and log the browser in as it."""
-    from selenium.webdriver.common.by import By
-
     django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
     browser.get(f"{live_server.url}/admin/login/?next=/admin/")
-    browser.find_element(By.NAME, "username").send_keys("boss")
+    submit_login(browser, "boss")
+
+
+def submit_login(browser: Any, username: str) -> None:
+    """Fill in the admin's open login page and wait for the admin index."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.find_element(By.NAME, "username").send_keys(username)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    assert "Site administration" in browser.page_source
+    # The click returns before the next page has loaded: wait for it, not for a fixed time.
+    try:
+        WebDriverWait(browser, 30).until(lambda b: "Site administration" in b.page_source)
+    except TimeoutException:
+        pytest.fail(f"the admin index did not open after logging in: {browser.current_url}")
 
 
 @dataclass

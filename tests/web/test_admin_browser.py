@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.faults import PROJECT_DIR, ProcessDatabase, manage, process_env, wait_for
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import PASSWORD, submit_login
 
 # The admin's header background, var(--secondary) in Django's admin/css/base.css (#417690).
 ADMIN_HEADER_BACKGROUND = "rgb(65, 118, 144)"
@@ -141,10 +141,7 @@ def test_the_admin_served_by_runserver_with_debug_off_is_styled_and_shows_thumbn
     browser.get(f"{url}/admin/login/?next=/admin/")
     # The admin's base.css reached the browser and applies: not the browser's transparent default.
     assert header_background(browser) == ADMIN_HEADER_BACKGROUND
-    browser.find_element(By.NAME, "username").send_keys("boss")
-    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    assert "Site administration" in browser.page_source
+    submit_login(browser, "boss")
 
     browser.get(f"{url}/admin/pfsync_app/syncrun/")
     assert header_background(browser) == ADMIN_HEADER_BACKGROUND
