@@ -34,9 +34,11 @@ from pfsync_app.media.policy import safe_url
 from pfsync_app.models import Property
 from pfsync_app.reports.causes import Cause, cause_of
 from pfsync_app.reports.recorder import RunRecorder
+from pfsync_app.writers.fit import clean_text
 from pfsync_app.writers.images import ImagePlan, plan_images
 from pfsync_app.writers.listings import (
     Lookups,
+    id_problem,
     listing_fingerprints,
     properties_with_images,
     save_listing,
@@ -98,7 +100,9 @@ class ListingStage:
 
     def save(self, listings: list[records.Listing]) -> None:
         """Map, skip unchanged, download and write these listings (one page's worth)."""
-        mapped = [map_listing(listing, self.extra) for listing in listings]
+        mapped = [
+            map_listing(listing, self.extra) for listing in listings if self._storable(listing)
+        ]
         fingerprints = listing_fingerprints([values.pf_id for values in mapped])
         work: list[tuple[PropertyValues, str]] = []
         for values in mapped:
@@ -112,6 +116,15 @@ class ListingStage:
         if work:
             self._save_changed(work)
         self.recorder.checkpoint()
+
+    def _storable(self, listing: records.Listing) -> bool:
+        """Whether the listing's id can be stored; one that cannot fails here, alone."""
+        problem = id_problem(listing.id)
+        if problem is None:
+            return True
+        self._fail(listing.id, f"{problem} (field id)", Cause("invalid_record"))
+        self.progress.advance("listings")
+        return False
 
     def _note_location(self, values: PropertyValues) -> None:
         if values.location_id is not None and not self.lookups.linked(values.location_id):
@@ -311,7 +324,8 @@ class ListingStage:
 
     def _fail(self, pf_id: str, message: str, cause: Cause | None = None) -> None:
         self.recorder.error("listing.failed", message, pf_id=pf_id, cause=cause)
-        self.failures.append(f"listing {pf_id}: {message}")
+        # Printed as the report entry names it: a NUL in an id would cut a terminal's line.
+        self.failures.append(f"listing {clean_text(pf_id)[0]}: {message}")
 
     def report_unmapped(self) -> None:
         """One warning per location whose listings were saved with no area; one for the fallback."""

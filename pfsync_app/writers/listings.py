@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from pfsync_app.exceptions import RowRefused
 from pfsync_app.introspection import TableColumns, model_columns
 from pfsync_app.mapping import PropertyValues, render_changes
 from pfsync_app.media.download import StoredImage
@@ -98,6 +99,24 @@ def property_fields(values: PropertyValues, lookups: Lookups) -> dict[str, Any]:
     target["area"] = lookups.area_id(values.location_id)
     target["location_name"] = lookups.location_name(values.location_id)
     return target
+
+
+def id_problem(pf_id: str) -> str | None:
+    """Why a listing id cannot be stored unaltered (a NUL, a lone surrogate, too long), or None.
+
+    Asked before a page's rows are looked up: a query naming such an id fails as
+    its write would, and would take the whole page with it. The id lives in
+    pfsync's cursor (``ListingState``) and in the host's pf_id column when it
+    has one; ids are never altered (``writers.fit``), so such a listing fails alone.
+    """
+    try:
+        fit_row(_state_columns(), {"pf_id": pf_id}, identifiers={"pf_id"})
+        table = properties()
+        if table.holds("pf_id"):
+            table.fit(table.to_columns({"pf_id": pf_id}), identifiers=("pf_id",))
+    except RowRefused as exc:
+        return str(exc)
+    return None
 
 
 def property_target(values: PropertyValues, fields: dict[str, Any], cover: str | None) -> Fitted:
