@@ -153,7 +153,8 @@ class AtlasClient(Transport):
             # Each page's own pagination is trusted as it arrives: the total
             # may change while paging through a list that is being edited.
             next_page = page.next_page
-            if not page.items or next_page is None:
+            # An empty page ends the list; one whose every record was unreadable does not.
+            if not (page.items or page.errors) or next_page is None:
                 return
             if page.total_pages and page_number >= page.total_pages:
                 return
