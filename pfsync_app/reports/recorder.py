@@ -29,6 +29,7 @@ from pfsync_app.reports.logs import (
     set_current_run,
 )
 from pfsync_app.reports.report_file import report_file_failure
+from pfsync_app.writers.fit import clean_text
 from pfsync_app.writers.lock import process_is_alive
 
 logger = logging.getLogger(__name__)
@@ -87,8 +88,9 @@ def writing_run_in_progress() -> bool:
 
 
 def _text(value: object) -> str:
-    """Text fit for any database: PostgreSQL refuses NUL characters, which API data may echo."""
-    return str(value or "").replace("\x00", "")
+    """Text fit for any database: without the NUL characters and lone surrogates that
+    PostgreSQL and UTF-8 refuse, which API data (an id, a name) may echo into a message."""
+    return clean_text(str(value or ""))[0]
 
 
 class RunRecorder:
