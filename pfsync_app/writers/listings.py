@@ -203,7 +203,7 @@ def save_listing(
             outcome.warnings += [w for w in written.warnings if w not in outcome.warnings]
         outcome.area_id = fields["area"]
         write_images(outcome, values, plan, stored, now)
-        _save_state(values, outcome.property_id, fingerprint, now)
+        outcome.warnings += _save_state(values, outcome.property_id, fingerprint, now)
         if existing is None or changed:
             send_signal(
                 after_property_save,
@@ -245,8 +245,14 @@ def _state_columns() -> TableColumns:
     return model_columns(ListingState)
 
 
-def _save_state(values: PropertyValues, property_id: int, fingerprint: str, now: datetime) -> None:
-    """Record the listing's cursor: what was written, to skip it next time when unchanged."""
+def _save_state(
+    values: PropertyValues, property_id: int, fingerprint: str, now: datetime
+) -> list[str]:
+    """Record the listing's cursor: what was written, to skip it next time when unchanged.
+
+    Returns the warnings of fitting its location id (one beyond the column is kept empty).
+    """
+    location = fit_row(_state_columns(), {"location_id": values.location_id})
     ListingState.objects.bulk_create(
         [
             ListingState(
@@ -254,7 +260,7 @@ def _save_state(values: PropertyValues, property_id: int, fingerprint: str, now:
                 property_id=property_id,
                 pf_updated_at=values.fields.get("pf_updated_at"),
                 fingerprint=fingerprint,
-                location_id=values.location_id,
+                location_id=location.values["location_id"],
                 title=clean_text(str(values.fields.get("title") or ""))[0][:STATE_TITLE_MAX],
                 synced_at=now,
             )
@@ -270,6 +276,7 @@ def _save_state(values: PropertyValues, property_id: int, fingerprint: str, now:
             "synced_at",
         ],
     )
+    return location.warnings
 
 
 def listing_fingerprints(pf_ids: list[str]) -> dict[str, str]:
