@@ -195,12 +195,15 @@ class SandboxData:
                 listing = self._get(parts[2])
             except KeyError:
                 return None
-            for image in (listing.get("media") or {}).get("images") or []:
-                for variant in image.values():
-                    if isinstance(variant, dict) and variant.get("url") == full:
-                        # An image whose size the API leaves out is still a picture.
-                        width, height = variant.get("width"), variant.get("height")
-                        return int(width or UNSIZED[0]), int(height or UNSIZED[1])
+            try:
+                for image in (listing.get("media") or {}).get("images") or []:
+                    for variant in image.values():
+                        if isinstance(variant, dict) and variant.get("url") == full:
+                            # An image whose size the API leaves out is still a picture.
+                            width, height = variant.get("width"), variant.get("height")
+                            return _pixels(width, UNSIZED[0]), _pixels(height, UNSIZED[1])
+            except (AttributeError, TypeError):
+                return None  # a hostile record (serve_records) names no image it can serve
         return None
 
     def image_bytes(self, url: str) -> bytes:
@@ -380,6 +383,39 @@ class SandboxData:
                 f"listing {listing_id!r} has {len(images)} images; there is no position {position}"
             )
 
+    # --- hostile records
+
+    def serve_records(
+        self, *, users: list[Any] | None = None, listings: list[Any] | None = None
+    ) -> list[str]:
+        """Serve exactly these JSON values as the API's users and listings, in this order.
+
+        The knob of the hostile-record tests: any value is served as given (a NUL
+        or a lone surrogate in a text, a list where an id belongs, a record missing
+        its id, two records with one id). Listing ``i`` is kept under the key
+        ``raw-i`` (the keys are returned, in order); ``raw_image_url(key, n)`` is
+        an image the sandbox serves when the listing's ``media.images`` names it.
+        ``None`` leaves that kind as it is. No webhook events are sent.
+        """
+        with self._lock:
+            keys: list[str] = []
+            if users is not None:
+                # Keyed by position: a hostile user may have no id, or one no dict can hold.
+                self._users = {index: copy.deepcopy(raw) for index, raw in enumerate(users)}
+            if listings is not None:
+                keys = [f"raw-{index}" for index in range(len(listings))]
+                self._order = list(keys)
+                self._generated = {}
+                self._hidden = set()
+                self._changed = {
+                    key: copy.deepcopy(raw) for key, raw in zip(keys, listings, strict=True)
+                }
+            return keys
+
+    def raw_image_url(self, key: str, number: int) -> str:
+        """The URL of image ``number`` of the served record ``key`` (see ``serve_records``)."""
+        return f"{self.base_url}/images/{key}/{number}.jpg"
+
     # --- changing users
 
     def update_user(self, user_id: int, **changes: Any) -> dict:
@@ -432,6 +468,13 @@ class SandboxData:
             if entity_type == "listing":
                 return entity_id in self._changed or entity_id in self._generated
             return entity_id.isdigit() and int(entity_id) in self._users
+
+
+def _pixels(value: Any, unsized: int) -> int:
+    """An image side the API gives as a size to render; ``unsized`` for none or an absurd one."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 10_000:
+        return int(value)
+    return unsized
 
 
 def _dig(node: Any, dotted: str) -> Any:
