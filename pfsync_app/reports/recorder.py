@@ -29,6 +29,7 @@ from pfsync_app.reports.logs import (
     set_current_run,
 )
 from pfsync_app.reports.report_file import report_file_failure
+from pfsync_app.writers.events import storable_payload
 from pfsync_app.writers.fit import clean_text
 from pfsync_app.writers.lock import process_is_alive
 
@@ -391,5 +392,6 @@ def _status_for(errors: int) -> str:
 
 
 def _json_safe(options: dict[str, Any]) -> dict[str, Any]:
-    """Options as stored JSON: paths, dates and the like become strings."""
-    return json.loads(json.dumps(options, default=str))
+    """Options as stored JSON: paths, dates and the like become strings, text as the
+    database can store it (an area name given with NUL, say)."""
+    return storable_payload(json.loads(json.dumps(options, default=str)))
