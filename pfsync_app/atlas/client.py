@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from .errors import MalformedResponseError
+from .errors import MalformedResponseError, UnreadableRecordError
 from .parsing import parse_listing, parse_location, parse_page, parse_user, parse_webhook
 from .records import InvalidRecord, Listing, Location, Page, RecordError, User, Webhook
 from .transport import Transport, display_url
@@ -189,7 +189,7 @@ class AtlasClient(Transport):
                     return user
             for error in page.errors:
                 if error.record_id == wanted:
-                    raise MalformedResponseError(f"Atlas answered an unreadable {error}")
+                    raise UnreadableRecordError(f"Atlas answered an unreadable {error}")
         return None
 
     # -- listings --------------------------------------------------------------
