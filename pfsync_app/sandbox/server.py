@@ -495,7 +495,13 @@ class _Handler(BaseHTTPRequestHandler):
                 and _listed(query.get("email"), user["email"])
             )
 
-        users = [u for u in users if keep(u)]
+        def kept(user: Any) -> bool:
+            try:
+                return keep(user)
+            except (AttributeError, KeyError, TypeError):
+                return False  # a hostile record no filter can read (serve_records)
+
+        users = [u for u in users if kept(u)]
         return self._paginated(sandbox, target, "data", users, list, page, per_page)
 
     def _listings(self, sandbox: Sandbox, target: str, query: dict[str, str]) -> Answer:
@@ -508,8 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
         draft = query.get("draft") == "true"
         archived = query.get("archived") == "true"
         if wanted:
-            present = set(data.listing_ids())
-            ids = [i for i in dict.fromkeys(wanted) if i in present]
+            ids = data.resolve_ids(wanted)
         else:
             ids = data.listing_ids(include_hidden=draft or archived)
         filters = {

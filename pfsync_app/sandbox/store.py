@@ -111,6 +111,7 @@ class SandboxData:
             self._order.append(listing_id)
             self._generated[listing_id] = index
         self._changed: dict[str, dict] = {}
+        self._aliases: dict[str, str] = {}  # a served record's own id -> its key (serve_records)
         self._hidden: set[str] = set()
         self._next_listing = listings
         self._added_images = 0
@@ -410,7 +411,20 @@ class SandboxData:
                 self._changed = {
                     key: copy.deepcopy(raw) for key, raw in zip(keys, listings, strict=True)
                 }
+                # filter[ids] finds a served listing by its own id too (the first one with it).
+                self._aliases = {}
+                for key, raw in zip(keys, listings, strict=True):
+                    listing_id = raw.get("id") if isinstance(raw, dict) else None
+                    if isinstance(listing_id, str):
+                        self._aliases.setdefault(listing_id, key)
             return keys
+
+    def resolve_ids(self, wanted: Iterable[str]) -> list[str]:
+        """The keys of the listings with these ids (a served record's own id included)."""
+        with self._lock:
+            present = set(self._order)
+            keys = (i if i in present else self._aliases.get(i) for i in wanted)
+            return list(dict.fromkeys(key for key in keys if key in present))
 
     def raw_image_url(self, key: str, number: int) -> str:
         """The URL of image ``number`` of the served record ``key`` (see ``serve_records``)."""
