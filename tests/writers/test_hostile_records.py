@@ -7,15 +7,18 @@ characters, lone surrogates, 100 KB strings, numbers beyond every column's range
 wrong types, missing and null fields, a record that is not an object, duplicate
 ids in one page. The sandbox serves them as given (``serve_records``) and a real
 pf_sync reads, maps and writes them on the test database, page by page. Webhook
-events are generated the same way and sent to the real endpoint.
+events are generated in the spec's envelope, about those served records, with
+hostile payloads and envelopes, and sent signed to the real endpoint.
 
 Whatever is generated: no exception escapes a record; each record that cannot
 be saved is one error entry naming its id and the field; every record beside it
-is saved.
+is saved. An event is refused with a 400 saying why, or stored and settled at
+once (processed, or ignored with its reason), never left pending to fail again.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import uuid
@@ -36,11 +39,12 @@ from pfsync_app.models import (
     PropertyImage,
     ReportEntry,
     SyncRun,
+    WebhookEvent,
 )
-from pfsync_app.sandbox import REMOVE
+from pfsync_app.sandbox import REMOVE, signature
 from pfsync_app.sandbox.generate import make_image, make_listing, make_user
 from pfsync_app.sandbox.store import apply_changes
-from pfsync_app.writers.fit import forget_columns
+from pfsync_app.writers.fit import clean_text, forget_columns
 from tests.fixtures.faults import FastClient
 from tests.fixtures.sandbox import spec_validator
 
@@ -398,3 +402,115 @@ def test_every_hostile_record_fails_alone_and_every_record_beside_it_is_saved(
     assert set(Agent.objects.values_list("pf_user_id", flat=True)) == saved_users, context
     saved_listings = {c.raw["id"] for c in listings if c.fails is None}
     assert set(Property.objects.values_list("pf_id", flat=True)) == saved_listings, context
+
+
+# ---------------------------------------------------------------------------
+# Webhook events
+# ---------------------------------------------------------------------------
+
+WEBHOOK_SECRET = "hostile-records-secret"
+EVENT_TYPES = [
+    "listing.published",
+    "listing.unpublished",
+    "listing.action",
+    "user.created",
+    "user.updated",
+    "user.activated",
+    "user.deactivated",
+    "user.deleted",
+    "listing.created",  # one pfsync does not act on
+]
+
+#: Any JSON an event's payload may hold, hostile leaves included (NaN, 10**40, NUL, 100 KB).
+payload_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**40), 10**40)
+    | st.floats()
+    | legal_text
+    | hostile_text(),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(legal_text | hostile_text(), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+#: Envelope values the endpoint refuses with 400: (value, why it is refused).
+BAD_EVENT_TEXT = st.sampled_from(
+    [None, "", "  ", ["x"], {"a": 1}, True, "a\x00b", "a\ud800b", "x" * 200]
+)
+
+
+@dataclass
+class Delivery:
+    """One event sent to the endpoint, and whether it must be refused (400)."""
+
+    event: dict
+    refused: bool
+
+
+@st.composite
+def deliveries(draw: st.DrawFn, entity_ids: list[Any]) -> Delivery:
+    """An event in the spec's envelope, about a served record (or none), legal or hostile."""
+    event_type = draw(st.sampled_from(EVENT_TYPES))
+    entity_id = draw(st.sampled_from(entity_ids) if entity_ids else st.just("01K0000"))
+    if not isinstance(entity_id, str | int) or isinstance(entity_id, bool):
+        entity_id = draw(st.text("0123456789ABC", min_size=1, max_size=10))
+    event = {
+        "id": f"evt-{uuid.uuid4()}",
+        "type": event_type,
+        "timestamp": "2025-11-02T19:31:13Z",
+        "entity": {"id": entity_id, "type": event_type.split(".")[0]},
+        "payload": draw(st.dictionaries(legal_text, payload_values, max_size=3)),
+    }
+    refused = False
+    if draw(st.integers(0, 3)) == 0:
+        where = draw(st.sampled_from(["id", "type", "entity.id"]))
+        apply_changes(event, {where: draw(BAD_EVENT_TEXT)})
+        refused = True
+    elif isinstance(entity_id, str) and (
+        clean_text(entity_id)[0] != entity_id or not entity_id.strip() or len(entity_id) > 64
+    ):
+        refused = True  # a served record's hostile id: the event cannot name it
+    return Delivery(event, refused)
+
+
+@hypothesis_settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_every_hostile_webhook_event_is_refused_or_settled_with_its_reason(
+    sandbox_settings, settings, client, data
+):
+    settings.PF_WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.PF_API_MAX_RETRY_WAIT = 0
+    sb = sandbox_settings
+    forget_everything()
+    WebhookEvent.objects.all().delete()
+    prefix = uuid.uuid4().hex[:6].upper()
+    users = data.draw(user_cases(data.draw(st.integers(10_000, 2**31 - 10_000))), label="users")
+    listings = data.draw(listing_cases(sb, prefix, []), label="listings")
+    sb.data.serve_records(users=[c.raw for c in users], listings=[c.raw for c in listings])
+    ids = [c.raw.get("id") for c in users + listings if isinstance(c.raw, dict)]
+    sent = data.draw(st.lists(deliveries(ids), min_size=1, max_size=4), label="events")
+
+    for delivery in sent:
+        body = json.dumps(delivery.event).encode()
+        response = client.post(
+            "/pf/webhook/",
+            data=body,
+            content_type="application/json",
+            HTTP_X_SIGNATURE=signature(WEBHOOK_SECRET, body),
+        )
+        shown = f"{delivery.event!r:.300}"
+        if delivery.refused:
+            assert response.status_code == 400, shown
+            assert response.json()["error"].startswith("the "), shown
+            continue
+        assert response.status_code == 200, f"{response.content!r}: {shown}"
+        row = WebhookEvent.objects.get(event_id=delivery.event["id"])
+        # Settled at once, with the reason when ignored: never left to fail nine more runs.
+        assert row.status in (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED), (
+            f"{row.status}: {row.last_error}: {shown}"
+        )
+        if row.status == WebhookEvent.Status.IGNORED:
+            assert row.last_error, shown
