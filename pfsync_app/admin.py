@@ -386,6 +386,7 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "duration_text",
         "created",
         "updated",
+        "republished",
         "images_failed_",
         "errors_",
     )
@@ -414,6 +415,7 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             {
                 "fields": (
                     ("properties_created", "properties_updated", "properties_unpublished"),
+                    "properties_republished",
                     ("images_downloaded", "images_deactivated", "images_failed"),
                     ("users_created", "users_updated", "errors"),
                 )
@@ -536,6 +538,10 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="updated", ordering="properties_updated")
     def updated(self, run: SyncRun) -> int:
         return run.properties_updated
+
+    @admin.display(description="republished", ordering="properties_republished")
+    def republished(self, run: SyncRun) -> int:
+        return run.properties_republished
 
     @admin.display(description="images failed", ordering="images_failed")
     def images_failed_(self, run: SyncRun) -> int:

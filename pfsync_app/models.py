@@ -181,6 +181,8 @@ class SyncRun(models.Model):
     properties_created = models.IntegerField(default=0)
     properties_updated = models.IntegerField(default=0)
     properties_unpublished = models.IntegerField(default=0)
+    # Unpublished properties published again because their listing is live again.
+    properties_republished = models.IntegerField(default=0)
     images_downloaded = models.IntegerField(default=0)
     images_deactivated = models.IntegerField(default=0)
     images_failed = models.IntegerField(default=0)
@@ -193,6 +195,7 @@ class SyncRun(models.Model):
         "properties_created",
         "properties_updated",
         "properties_unpublished",
+        "properties_republished",
         "images_downloaded",
         "images_deactivated",
         "images_failed",

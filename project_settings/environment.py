@@ -191,3 +191,42 @@ def database_from_env(env: Env, base_dir: Path) -> dict[str, Any]:
     else:
         database.setdefault("CONN_HEALTH_CHECKS", True)
     return database
+
+
+# Django's EMAIL_* settings as the OPTIONS of a MAILERS entry (Django 6.1), per backend.
+_SMTP_OPTIONS = {
+    "EMAIL_HOST": "host",
+    "EMAIL_PORT": "port",
+    "EMAIL_HOST_USER": "username",
+    "EMAIL_HOST_PASSWORD": "password",
+    "EMAIL_USE_TLS": "use_tls",
+    "EMAIL_USE_SSL": "use_ssl",
+    "EMAIL_TIMEOUT": "timeout",
+    "EMAIL_SSL_KEYFILE": "ssl_keyfile",
+    "EMAIL_SSL_CERTFILE": "ssl_certfile",
+}
+_BACKEND_OPTIONS = {
+    "django.core.mail.backends.smtp.EmailBackend": _SMTP_OPTIONS,
+    "django.core.mail.backends.filebased.EmailBackend": {"EMAIL_FILE_PATH": "file_path"},
+}
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+def mailers_from_email_settings(email: dict[str, Any]) -> dict[str, Any]:
+    """Django 6.1's MAILERS for the EMAIL_* settings ``email`` (django-environ's e-mail URL
+    settings; empty: SMTP on localhost port 25, Django's old defaults).
+
+    Django 6.1 deprecates the EMAIL_* settings for MAILERS ({alias: {"BACKEND", "OPTIONS"}});
+    the default mailer gets the options its backend takes and nothing else, since a backend
+    refuses options it does not know. Empty values are left out (the backend's defaults).
+    """
+    backend = email.get("EMAIL_BACKEND") or SMTP_BACKEND
+    options = {
+        option: email[name]
+        for name, option in _BACKEND_OPTIONS.get(backend, {}).items()
+        if email.get(name) not in (None, "")
+    }
+    if backend == SMTP_BACKEND:
+        options.setdefault("host", "localhost")
+        options.setdefault("port", 25)
+    return {"default": {"BACKEND": backend, "OPTIONS": options}}

@@ -7,13 +7,15 @@ variable names work unchanged.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
+import django
 import environ
 
 from pfsync_app import conf as pfsync_conf
-from project_settings.environment import Env, database_from_env
+from project_settings.environment import Env, database_from_env, mailers_from_email_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -98,6 +100,21 @@ STATIC_ROOT = Path(env.str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 MEDIA_URL = env.str("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", str(BASE_DIR / "media"))).resolve()
 
+# The admin's CSS and JavaScript with DEBUG off, as a real deployment serves them: WhiteNoise
+# (the demo extra) answers /static/ from the apps' static folders (WHITENOISE_USE_FINDERS), so
+# `manage.py runserver` needs no collectstatic. pfsync_app itself does not depend on it, and
+# the Docker image (standalone: no admin) is installed without it.
+SERVE_STATIC = not PFSYNC_STANDALONE and importlib.util.find_spec("whitenoise") is not None
+if SERVE_STATIC:
+    INSTALLED_APPS.insert(
+        INSTALLED_APPS.index("django.contrib.staticfiles"), "whitenoise.runserver_nostatic"
+    )
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "project_settings.host.static.StaticFilesMiddleware",
+    )
+    WHITENOISE_USE_FINDERS = True
+
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -128,9 +145,11 @@ globals().update({s.name: env.setting(s) for s in pfsync_conf.SETTINGS if s.env}
 
 # E-mail, for pfsync's alerts: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587
 # (django-environ's e-mail URLs). Unset: Django's defaults, SMTP on localhost port 25.
+# Django 6.1 and newer take them as MAILERS, which deprecates the EMAIL_* settings.
+email_settings: dict = {}
 if env.raw("EMAIL_URL"):
     try:
-        globals().update(environ.Env.email_url_config(env.raw("EMAIL_URL")))
+        email_settings = environ.Env.email_url_config(env.raw("EMAIL_URL"))
     except Exception as exc:
         from django.core.exceptions import ImproperlyConfigured
 
@@ -138,6 +157,10 @@ if env.raw("EMAIL_URL"):
             "EMAIL_URL must be an e-mail URL like smtp+tls://user:password@smtp.example.com:587 "
             f"({exc})."
         ) from None
+if django.VERSION >= (6, 1):
+    MAILERS = mailers_from_email_settings(email_settings)
+else:
+    globals().update(email_settings)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

@@ -78,43 +78,73 @@ apt_install() {
 
 can_apt() { is_root && command -v apt-get >/dev/null 2>&1; }
 
-# Creates .venv if needed and installs the project with the extra $1 ("" or "test").
+# Creates .venv if needed and installs the project with the extra $1 ("", "demo" or "test").
 #
 # A stamp file in .venv holds pyproject.toml's hash, so an unchanged project is not reinstalled.
-# The test extra includes everything the base install needs, so its stamp satisfies both.
+# The test extra includes everything the base install and the demo extra need, so its stamp
+# satisfies all three.
 ensure_venv() {
-	local extra="${1:-}" spec="." hash stamp_base="$VENV/.pfsync-installed" python log
+	local extra="${1:-}" spec="." hash stamp_base="$VENV/.pfsync-installed" python log stamp
+	local -a satisfied_by
 	[[ -n "$extra" ]] && spec=".[$extra]"
 
 	if [[ ! -x "$VENV_PY" ]] || ! python_ok "$VENV_PY"; then
 		python="$(find_python)" ||
-			die "Python 3.11 or newer is needed to create .venv, and none was found (tried \$PYTHON, python3, python3.13, python3.12, python3.11)."
-		say "creating virtualenv .venv with $("$python" --version 2>&1)"
+			die "Python 3.11 or newer is needed to create ${VENV#"$PFSYNC_ROOT"/}, and none was found (tried \$PYTHON, python3, python3.13, python3.12, python3.11)."
+		say "creating virtualenv ${VENV#"$PFSYNC_ROOT"/} with $("$python" --version 2>&1)"
 		rm -rf "$VENV"
 		"$python" -m venv "$VENV" ||
 			die "'$python -m venv' failed: on Debian/Ubuntu install the python3-venv package, then run this again."
 	fi
 
 	hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-	if [[ "$(cat "$stamp_base.test" 2>/dev/null)" == "$hash" ]]; then
-		return 0
-	fi
-	if [[ -z "$extra" && "$(cat "$stamp_base" 2>/dev/null)" == "$hash" ]]; then
-		return 0
-	fi
+	satisfied_by=("$stamp_base.test" "$stamp_base${extra:+.$extra}")
+	[[ -z "$extra" ]] && satisfied_by+=("$stamp_base.demo")
+	for stamp in "${satisfied_by[@]}"; do
+		if [[ "$(cat "$stamp" 2>/dev/null)" == "$hash" ]]; then
+			return 0
+		fi
+	done
 
-	say "installing pfsync${extra:+ with its $extra extra} into .venv"
-	rm -f "$stamp_base" "$stamp_base.test"
+	say "installing pfsync${extra:+ with its $extra extra} into ${VENV#"$PFSYNC_ROOT"/}"
+	rm -f "$stamp_base" "$stamp_base.demo" "$stamp_base.test"
 	log="$(mktemp)"
 	# Quiet even on success: setuptools prints build warnings that are not ours to act on.
 	if ! "$VENV_PY" -m pip install --quiet --disable-pip-version-check --no-input -e "$spec" \
 		>"$log" 2>&1; then
 		tail -n 40 "$log" >&2
 		rm -f "$log"
-		die "pip could not install '$spec' into .venv (the end of its output is above)."
+		die "pip could not install '$spec' into ${VENV#"$PFSYNC_ROOT"/} (the end of its output is above)."
 	fi
 	rm -f "$log"
 	printf '%s\n' "$hash" >"$stamp_base${extra:+.$extra}"
+}
+
+# Installs Debian's Chromium and its driver for the browser tests when they are missing and can be.
+ensure_browser() {
+	[[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] && return 0
+	if can_apt; then
+		say "installing chromium and chromium-driver for the browser tests"
+		apt_install chromium chromium-driver && return 0
+	fi
+	warn "/usr/bin/chromium or /usr/bin/chromedriver is missing and could not be installed (needs root and apt-get): the browser tests will fail."
+}
+
+# Prints the newest Python 3.12 or 3.13 that pyenv has installed, if any (no download, ever).
+#
+# Its interpreters are looked up directly under $(pyenv root)/versions: the python3.13 shim on
+# PATH fails unless pyenv selects that version.
+find_newest_python() {
+	local root candidate newest=""
+	root="$(pyenv root 2>/dev/null)" || root="${PYENV_ROOT:-$HOME/.pyenv}"
+	for candidate in $(printf '%s\n' "$root"/versions/3.1[23]*/bin/python | sort -V); do
+		if [[ -x "$candidate" ]] &&
+			"$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then
+			newest="$candidate"
+		fi
+	done
+	[[ -n "$newest" ]] || return 1
+	printf '%s\n' "$newest"
 }
 
 # Prints a TCP port on 127.0.0.1 that is free right now.
@@ -167,6 +197,8 @@ as_pg_owner() {
 
 PG_BINDIR=""
 PG_TMPDIR=""
+PG_OWNER=""
+PG_PORT=""
 
 # Starts a throwaway cluster on 127.0.0.1 and a free port, then exports DATABASE_URL for it.
 pg_start() {
@@ -222,9 +254,16 @@ pg_start() {
 		fi
 	done
 
-	as_pg_owner "$PG_BINDIR/createdb" -h 127.0.0.1 -p "$port" -U "$owner" "$PG_TEST_DB" ||
-		die "could not create the database $PG_TEST_DB in the test cluster."
+	PG_OWNER="$owner"
+	PG_PORT="$port"
+	pg_createdb "$PG_TEST_DB"
 	export DATABASE_URL="postgres://$owner@127.0.0.1:$port/$PG_TEST_DB"
+}
+
+# Creates database $1 in the throwaway cluster (pg_start first).
+pg_createdb() {
+	as_pg_owner "$PG_BINDIR/createdb" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_OWNER" "$1" ||
+		die "could not create the database $1 in the test cluster."
 }
 
 # Prints the PgBouncer binary, if one is installed (Debian puts it in /usr/sbin).

@@ -1,23 +1,24 @@
 """Shared fixtures. Fixture modules live in tests/fixtures/ and are registered here."""
 
-import os
-
 import pytest
-from hypothesis import Phase
+from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-# Property-based tests run in scripts/test beside everything else: bounded, no per-example
-# deadline (an example syncs through the sandbox and the database, whose pace varies), and
-# reproducible from the printed seed. HYPOTHESIS_PROFILE picks another registered profile.
-hypothesis_settings.register_profile("default", deadline=None, print_blob=True)
-# Looking for failures: many more examples, not shrunk (minutes per failure when they sync).
+# Hypothesis profiles: "default" is what scripts/test runs (bounded to about a minute,
+# the same examples every time); "long" runs by hand, many more and longer sequences:
+#   scripts/test --hypothesis-profile=long tests/jobs/test_convergence_model.py
+# Each step of the stateful tests is a whole sync: no deadline, and slow data is fine.
+_UNBOUNDED = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+}
 hypothesis_settings.register_profile(
-    "explore",
-    parent=hypothesis_settings.get_profile("default"),
-    max_examples=500,
-    phases=list(Phase)[:4],
+    "default", max_examples=10, stateful_step_count=15, derandomize=True, **_UNBOUNDED
 )
-hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+hypothesis_settings.register_profile(
+    "long", max_examples=60, stateful_step_count=40, database=None, **_UNBOUNDED
+)
+hypothesis_settings.load_profile("default")
 
 pytest_plugins = ["tests.fixtures.sandbox", "tests.fixtures.s3", "tests.fixtures.images"]
 

@@ -39,6 +39,7 @@ from pfsync_app.writers.images import ImagePlan, plan_images
 from pfsync_app.writers.listings import (
     Lookups,
     id_problem,
+    listing_agrees_with_rows,
     listing_fingerprints,
     properties_with_images,
     save_listing,
@@ -99,22 +100,39 @@ class ListingStage:
     # -- one page --------------------------------------------------------------
 
     def save(self, listings: list[records.Listing]) -> None:
-        """Map, skip unchanged, download and write these listings (one page's worth)."""
+        """Map, skip unchanged, download and write these listings (one page's worth).
+
+        A listing is skipped as unchanged only when its fingerprint is the one
+        recorded and its rows hold what it would write (``listing_agrees_with_rows``):
+        a property unpublished meanwhile, or an edited row, is written again. The
+        page's rows are read in bulk, once, for both. A listing whose id cannot be
+        stored fails first, alone (``_storable``): a query naming it would fail the page.
+        """
         mapped = [
             map_listing(listing, self.extra) for listing in listings if self._storable(listing)
         ]
-        fingerprints = listing_fingerprints([values.pf_id for values in mapped])
+        pf_ids = [values.pf_id for values in mapped]
+        fingerprints = listing_fingerprints(pf_ids) if self.skip_unchanged else {}
+        existing, rows_by_property = properties_with_images(pf_ids)
         work: list[tuple[PropertyValues, str]] = []
         for values in mapped:
             fingerprint = values.fingerprint()
             self._note_location(values)
-            if self.skip_unchanged and fingerprints.get(values.pf_id) == fingerprint:
+            prop = existing.get(values.pf_id)
+            if (
+                self.skip_unchanged
+                and prop is not None
+                and fingerprints.get(values.pf_id) == fingerprint
+                and listing_agrees_with_rows(
+                    values, prop, rows_by_property.get(prop.pk, []), self.lookups
+                )
+            ):
                 self.skipped_unchanged += 1
                 self.progress.advance("listings")
                 continue
             work.append((values, fingerprint))
         if work:
-            self._save_changed(work)
+            self._save_changed(work, existing, rows_by_property)
         self.recorder.checkpoint()
 
     def _storable(self, listing: records.Listing) -> bool:
@@ -130,8 +148,12 @@ class ListingStage:
         if values.location_id is not None and not self.lookups.linked(values.location_id):
             self.unmapped[values.location_id] += 1
 
-    def _save_changed(self, work: list[tuple[PropertyValues, str]]) -> None:
-        existing, rows_by_property = properties_with_images([values.pf_id for values, _ in work])
+    def _save_changed(
+        self,
+        work: list[tuple[PropertyValues, str]],
+        existing: dict[str, Property],
+        rows_by_property: dict[int, list],
+    ) -> None:
         planned = [
             self._plan(values, fingerprint, existing.get(values.pf_id), rows_by_property)
             for values, fingerprint in work
@@ -282,6 +304,15 @@ class ListingStage:
         recorder = self.recorder
         recorder.count("images_downloaded", downloaded)
         recorder.count("images_deactivated", outcome.images_deactivated)
+        if outcome.republished:
+            recorder.count("properties_republished")
+            recorder.info(
+                "property.republished",
+                "live on Property Finder again: published again",
+                pf_id=values.pf_id,
+                object_type="property",
+                object_id=outcome.property_id,
+            )
         if outcome.action == CREATED:
             recorder.count("properties_created")
             recorder.info(
@@ -308,6 +339,9 @@ class ListingStage:
 
     def _record_planned(self, pf_id: str, outcome: ListingOutcome) -> None:
         """A dry run's outcome: counted as it would be, and described in ``changes``."""
+        if outcome.republished:
+            self.recorder.count("properties_republished")
+            self.changes.append(f"listing {pf_id}: would be published again")
         if outcome.action == CREATED:
             self.recorder.count("properties_created")
             self.changes.append(

@@ -47,6 +47,7 @@ MESSAGE_COUNTERS = (
     ("properties_created", "created"),
     ("properties_updated", "updated"),
     ("properties_unpublished", "unpublished"),
+    ("properties_republished", "republished"),
     ("images_downloaded", "images downloaded"),
     ("images_deactivated", "images deactivated"),
     ("users_created", "users created"),

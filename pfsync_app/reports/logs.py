@@ -72,6 +72,9 @@ def configured_secrets() -> list[str]:
         # Only when set: Django 6.1 deprecates the setting and warns whenever it is read.
         settings.EMAIL_HOST_PASSWORD if settings.is_overridden("EMAIL_HOST_PASSWORD") else "",
     ]
+    # Django 6.1's MAILERS: each mailer's password, wherever the site keeps its mail settings.
+    for mailer in (getattr(settings, "MAILERS", None) or {}).values():
+        values.append((mailer.get("OPTIONS") or {}).get("password") or "")
     for database in getattr(settings, "DATABASES", {}).values():
         values.append(database.get("PASSWORD") or "")
     return [v for v in values if isinstance(v, str) and v]

@@ -80,11 +80,13 @@ def _option_value(value: Any) -> str:
 
 SUMMARY_COUNTERS = SyncRun.COUNTERS
 
-# The old service's counters as its summary named them, in its order.
+# The old service's counters as its summary named them, in its order (with republished,
+# which it never did, after unpublished).
 COUNTER_LABELS: tuple[tuple[str, str], ...] = (
     ("properties_created", "Properties created"),
     ("properties_updated", "Properties updated"),
     ("properties_unpublished", "Properties unpublished"),
+    ("properties_republished", "Properties republished"),
     ("images_downloaded", "Images downloaded"),
     ("images_deactivated", "Images deactivated"),
     ("images_failed", "Images failed"),

@@ -358,6 +358,22 @@ class SandboxData:
             self.update_listing(listing_id, replace)
             return fresh["original"]["url"]
 
+    def arrange_images(self, listing_id: str, order: list[int]) -> None:
+        """Set ``media.images`` to the current items at ``order`` (reorder, drop, duplicate).
+
+        ``arrange_images(id, [0, 1, 0])`` makes photos ``[a, b]`` into ``[a, b, a]``:
+        the same item, URL included, at two positions, as real feeds sometimes send.
+        """
+        with self._lock:
+            for position in order:
+                self._check_position(listing_id, position)
+
+            def arrange(listing: dict) -> None:
+                current = self._images(listing)
+                listing["media"]["images"] = [copy.deepcopy(current[i]) for i in order]
+
+            self.update_listing(listing_id, arrange)
+
     def break_image(self, listing_id: str, position: int, how: str) -> None:
         """Damage the item at ``position`` of ``media.images`` as real feeds sometimes do.
 

@@ -16,6 +16,7 @@ database's default.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from functools import cache
@@ -29,7 +30,7 @@ from django.dispatch import Signal
 from pfsync_app import models as pfsync_models
 from pfsync_app.exceptions import ReceiverFailed, RowRefused, first_line
 from pfsync_app.hostmap import FIELDS, README_SECTION, REF, TableMap, host_map, resolve_path
-from pfsync_app.introspection import TableColumns, site_defaults
+from pfsync_app.introspection import JSON, TableColumns, site_defaults
 from pfsync_app.mapping import Change, changed_fields
 from pfsync_app.writers.fit import Fitted, comparable, fit_row, table_columns
 
@@ -135,8 +136,16 @@ class HostTable:
             attname = f"{host.name}_id" if host.kind == REF else host.name
             values[column] = getattr(row, attname)
         if names is None:
+            columns = self.columns() if self.map.extra else None
             for column in self.map.extra:
-                values[column] = getattr(row, pfsync_models.extra_field_name(column))
+                value = getattr(row, pfsync_models.extra_field_name(column))
+                found = columns.get(column)
+                if isinstance(value, str) and found is not None and found.kind == JSON:
+                    # The driver hands a JSON column over as its text (Django decodes it
+                    # in JSONField, which an extra column is not): compared undecoded,
+                    # every listing with a list in one looked changed every night.
+                    value = _json_or_text(value)
+                values[column] = value
         return values
 
     def fit(
@@ -265,3 +274,11 @@ def send_signal(signal: Signal, name: str, sender: Any, **kwargs: Any) -> None:
                 f"the {name} receiver {module}.{who} failed: {type(response).__name__}: "
                 f"{first_line(response)}"
             ) from response
+
+
+def _json_or_text(text: str) -> Any:
+    """A JSON column's text decoded; text that is not JSON (SQLite allows it) as it is."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -108,14 +108,34 @@ def plan_images(
     rows: Iterable[Any],
     file_exists: Any,
 ) -> ImagePlan:
-    """Match a listing's images to its rows by source URL; decide downloads and deactivations."""
-    by_url: dict[str, Any] = {}
+    """Match a listing's images to its rows, one row per image; decide downloads and deactivations.
+
+    An image matches a row with its source URL, and each row serves one image:
+    the same URL at two positions of ``media.images`` is two rows, each at its
+    own position (HOST_SCHEMA: position is the index in ``media.images``). A row
+    already at the image's position is taken first, so a listing's rows stay put
+    from run to run; then an active row, then the oldest. Active rows no image
+    took are deactivated, duplicates included.
+    """
+    rows = list(rows)
+    free: dict[str, list[Any]] = {}
     for row in sorted(rows, key=lambda r: (not r.is_active, r.id)):
-        by_url.setdefault(row.source_url, row)
-    wanted = {image.source_url for image in images}
+        free.setdefault(row.source_url, []).append(row)
+    matched: dict[int, Any] = {}
+    for image in images:
+        candidates = free.get(image.source_url, [])
+        for row in candidates:
+            if row.is_active and row.position == image.position:
+                matched[image.position] = row
+                candidates.remove(row)
+                break
+    for image in images:
+        candidates = free.get(image.source_url)
+        if image.position not in matched and candidates:
+            matched[image.position] = candidates.pop(0)
     plan = ImagePlan(download=[], keep={}, deactivate=[], replace={})
     for image in images:
-        row = by_url.get(image.source_url)
+        row = matched.get(image.position)
         if row is None:
             plan.download.append(image)
         elif file_exists(row.image):
@@ -123,11 +143,8 @@ def plan_images(
         else:
             plan.download.append(image)
             plan.replace[image.position] = row
-    used = {row.id for row in plan.keep.values()} | {row.id for row in plan.replace.values()}
-    for row in by_url.values():
-        if row.source_url not in wanted and row.is_active and row.id not in used:
-            plan.deactivate.append(row)
-    # Rows sharing a URL with a kept row (older duplicates) stay as they are.
+    used = {row.id for row in matched.values()}
+    plan.deactivate = [row for row in rows if row.is_active and row.id not in used]
     return plan
 
 
@@ -226,21 +243,54 @@ def write_images(
     record_checksums(checksums, now)
 
 
+def _row_changes(
+    row: ImageRow, facts: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, tuple[Any, Any]]]:
+    """What writing ``facts`` would change in one image row.
+
+    (the fitted host values, the host columns that differ -> (before, after), the
+    kept facts that differ -> (before, after)). The one comparison both writing and
+    skipping an unchanged listing use.
+    """
+    table = images()
+    fitted = table.fit(table.to_columns(facts), identifiers=("image",))
+    changed = table.changes(row.host, fitted.values)
+    kept = {
+        name: (getattr(row, name), wanted)
+        for name, wanted in facts.items()
+        if table.kept(name) and getattr(row, name) != wanted
+    }
+    return fitted.values, changed, kept
+
+
+def image_rows_agree(images: list[ImageValues], plan: ImagePlan) -> bool:
+    """Whether a listing's image rows already hold its images: nothing to download or write.
+
+    ``plan`` is ``plan_images`` of these images against the rows (file existence is
+    not this question's: pass a ``file_exists`` that says yes). Compares what
+    ``write_images`` would write for each image (position, size, the decoded size
+    pfsync filled in, the active flag) with its row.
+    """
+    if plan.download or plan.deactivate or plan.replace:
+        return False
+    for image in images:
+        row = as_image_row(plan.keep[image.position])
+        facts = image_facts(image, None, row)
+        facts.pop("source_url")
+        _, changed, kept = _row_changes(row, facts)
+        if changed or kept:
+            return False
+    return True
+
+
 def _update_row(write: _Write, values: PropertyValues) -> bool:
     """Write what changed in one existing image row (host columns, kept facts); whether any."""
     table = images()
     row = write.row
-    host = table.to_columns(write.facts)
-    fitted = table.fit(host, identifiers=("image",))
-    changed = table.changes(row.host, fitted.values)
-    kept = {
-        name: (getattr(row, name), wanted)
-        for name, wanted in write.facts.items()
-        if table.kept(name) and getattr(row, name) != wanted
-    }
+    fitted_values, changed, kept = _row_changes(row, write.facts)
     if not changed and not kept:
         return False
-    columns = {column: fitted.values[column] for column in changed}
+    columns = {column: fitted_values[column] for column in changed}
     send_signal(
         before_image_save,
         "before_image_save",

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from pfsync_app.exceptions import RowRefused
+from pfsync_app.exceptions import RecordRejected, RowRefused
 from pfsync_app.introspection import TableColumns, model_columns
 from pfsync_app.mapping import PropertyValues, render_changes
 from pfsync_app.media.download import StoredImage
@@ -26,7 +26,15 @@ from pfsync_app.models import Area, ListingState, LocationName, Property
 from pfsync_app.signals import after_property_save, before_property_save
 from pfsync_app.writers.columns import HostTable, host_table, send_signal
 from pfsync_app.writers.fit import Fitted, clean_text, fit_row
-from pfsync_app.writers.images import ImagePlan, cover_image, image_rows_of, write_images
+from pfsync_app.writers.images import (
+    ImagePlan,
+    ImageRow,
+    cover_image,
+    image_rows_agree,
+    image_rows_of,
+    plan_images,
+    write_images,
+)
 from pfsync_app.writers.outcomes import CREATED, UNCHANGED, UPDATED, ListingOutcome
 from pfsync_app.writers.users import agent_by_reference, agents_by_profile
 
@@ -135,6 +143,32 @@ def property_target(values: PropertyValues, fields: dict[str, Any], cover: str |
     return table.fit(target, identifiers=IDENTIFIERS)
 
 
+def listing_agrees_with_rows(
+    values: PropertyValues, existing: Property, rows: list[ImageRow], lookups: Lookups
+) -> bool:
+    """Whether the host already holds this listing: saving it would write nothing.
+
+    The property row must hold what ``property_target`` would write (its
+    ``is_published`` flag included: a listing pfsync unpublished that is live again
+    does not agree), and its image rows what ``write_images`` would write: an
+    active row at each image's position with its size (or the decoded size pfsync
+    filled in), and no other active row. Reads nothing: ``existing`` and its
+    ``rows`` come from ``properties_with_images`` for a whole page. Whether the
+    files are still in storage is left to the writer and ``pf_check``.
+    """
+    plan = plan_images(values.images, rows, lambda name: True)
+    if not image_rows_agree(values.images, plan):
+        return False
+    table = properties()
+    try:
+        fitted = property_target(
+            values, property_fields(values, lookups), cover_image(values, plan, {})
+        )
+    except RecordRejected:
+        return False  # the writer reports it
+    return not table.changes(table.read(existing), fitted.values)
+
+
 def save_listing(
     values: PropertyValues,
     existing: Property | None,
@@ -198,6 +232,7 @@ def save_listing(
             outcome = ListingOutcome(
                 UPDATED if changed else UNCHANGED, existing.pk, render_changes(changed)
             )
+            outcome.republished = _republishes(changed)
         outcome.warnings = list(fitted.warnings)
         if existing is None or changed:
             outcome.warnings += [w for w in written.warnings if w not in outcome.warnings]
@@ -221,6 +256,15 @@ def save_listing(
     return outcome
 
 
+def _republishes(changed: dict) -> bool:
+    """Whether these row changes publish again a property that was unpublished."""
+    column = properties().column("is_published")
+    if column is None or column not in changed:
+        return False
+    before, after = changed[column]
+    return not before and bool(after)
+
+
 def _planned(existing: Property | None, changed: dict, plan: ImagePlan) -> ListingOutcome:
     """What saving would do: created, or updated when a field or an image would change."""
     if existing is None:
@@ -232,6 +276,7 @@ def _planned(existing: Property | None, changed: dict, plan: ImagePlan) -> Listi
         render_changes(changed),
         images_added=len(plan.download),
         images_deactivated=len(plan.deactivate),
+        republished=_republishes(changed),
     )
 
 

@@ -34,3 +34,4 @@ class ListingOutcome:
     images_deactivated: int = 0
     area_id: int | None = None
     warnings: list[str] = field(default_factory=list)  # values fitted to their columns
+    republished: bool = False  # an unpublished property is published again

@@ -13,28 +13,13 @@ from pfsync_app.atlas import MalformedResponseError
 from tests.fixtures.atlas import (
     LISTINGS_URL,
     LOCATIONS_URL,
-    TOKEN_URL,
     USERS_URL,
-    FakeClock,
     listing_json,
     location_json,
     make_client,
     page_body,
-    token_body,
     user_json,
 )
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def api():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.post(TOKEN_URL, json=token_body())
-        yield mock
 
 
 def listings(*ids):

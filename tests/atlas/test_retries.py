@@ -22,7 +22,6 @@ from tests.fixtures.atlas import (
     PROBLEM_JSON,
     TOKEN_URL,
     WEBHOOKS_URL,
-    FakeClock,
     listing_json,
     make_client,
     page_body,
@@ -32,18 +31,6 @@ from tests.fixtures.atlas import (
 
 RATE_LIMITED = problem("Too Many Requests", "Rate limit exceeded", "RATE_LIMIT")
 INTERNAL = problem("Internal Server Error", "generic error", "INTERNAL")
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def api():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.post(TOKEN_URL, json=token_body())
-        yield mock
 
 
 def fail_then_succeed(api, *failures):

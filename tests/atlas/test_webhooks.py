@@ -5,18 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-import responses
 from responses import matchers
 
 from pfsync_app.atlas import ApiError, MalformedResponseError
 from tests.fixtures.atlas import (
     PROBLEM_JSON,
-    TOKEN_URL,
     WEBHOOKS_URL,
-    FakeClock,
     make_client,
     problem,
-    token_body,
 )
 
 HOOK = {
@@ -24,18 +20,6 @@ HOOK = {
     "url": "https://site.test/pfsync/webhook/",
     "createdAt": "2025-09-01T10:00:00Z",
 }
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def api():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.post(TOKEN_URL, json=token_body())
-        yield mock
 
 
 def test_list_webhooks_reads_the_subscriptions_from_data(api, clock):

@@ -126,3 +126,24 @@ def test_unmapped_locations_past_twenty_end_with_how_many_more():
     assert len(listed) == 20
     assert listed[0] == "    location 1: 99 listing(s)"
     assert lines[lines.index(listed[-1]) + 1] == "    and 9 more"
+
+
+def test_a_listing_back_from_one_night_away_is_counted_republished_in_text_and_json(
+    sandbox_settings,
+):
+    sb = sandbox_settings
+    pf_id = sb.data.listing_ids()[0]
+    sync()
+    sb.faults.leave_out(pf_id)
+    sync()
+    sb.faults.bring_back(pf_id)
+
+    text, status = sync()
+
+    assert status == 0
+    assert f"  {'Properties republished:':<24}1" in text.splitlines()
+    sb.faults.leave_out(pf_id)
+    sync()
+    sb.faults.bring_back(pf_id)
+    text, _ = sync("--json")
+    assert json.loads(text)["counters"]["properties_republished"] == 1

@@ -15,9 +15,7 @@ from pfsync_app.models import RunLock, SyncRun
 from pfsync_app.sandbox import Sandbox
 from tests.fixtures.faults import (
     SMALL,
-    ProcessDatabase,
     manage,
-    process_database,
     record_scenario,
     start,
     wait_for,
@@ -26,21 +24,6 @@ from tests.fixtures.faults import (
 pytestmark = [pytest.mark.slow, pytest.mark.fault_scenario]
 
 BUSY = re.compile(r"another pf_sync is running \(pid (\d+), started \d\d:\d\d\)")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    """A migrated database the tests of this module clone."""
-    db = ProcessDatabase(tmp_path_factory.mktemp("overlap-template"))
-    yield db
-    db.drop()
-
-
-@pytest.fixture
-def db(template, tmp_path):
-    """A fresh migrated database for one test."""
-    with process_database(tmp_path, template) as fresh:
-        yield fresh
 
 
 def lock_holder(db) -> int:

@@ -26,7 +26,6 @@ from pfsync_app.sandbox import Sandbox
 from tests.fixtures.faults import (
     SMALL,
     ProcessDatabase,
-    process_database,
     record_scenario,
     start,
     wait_for,
@@ -60,19 +59,6 @@ def first_to_end(processes: list) -> object:
 
 
 if connection.vendor == "postgresql" and PGBOUNCER_PORT:
-
-    @pytest.fixture(scope="module")
-    def template(tmp_path_factory):
-        """A migrated database the tests of this module clone."""
-        db = ProcessDatabase(tmp_path_factory.mktemp("pgbouncer-template"))
-        yield db
-        db.drop()
-
-    @pytest.fixture
-    def db(template, tmp_path):
-        """A fresh migrated database for one test."""
-        with process_database(tmp_path, template) as fresh:
-            yield fresh
 
     def test_two_pf_sync_started_together_behind_pgbouncer_one_runs_and_the_next_always_starts(
         db,

@@ -27,11 +27,9 @@ from pfsync_app.sandbox import Sandbox
 from tests.fixtures.faults import (
     SMALL,
     OnFirstPage,
-    ProcessDatabase,
     Scenario,
     manage,
     media_root,
-    process_database,
     record_scenario,
     run_status,
     start,
@@ -42,21 +40,6 @@ pytestmark = pytest.mark.fault_scenario
 
 IMAGES = PropertyImage._meta.db_table
 PROPERTIES = Property._meta.db_table
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    """A migrated database the process tests of this module clone."""
-    db = ProcessDatabase(tmp_path_factory.mktemp("processes-template"))
-    yield db
-    db.drop()
-
-
-@pytest.fixture
-def db(template, tmp_path):
-    """A fresh migrated database for one test."""
-    with process_database(tmp_path, template) as fresh:
-        yield fresh
 
 
 def saved_rows(db) -> set[tuple]:

@@ -22,9 +22,7 @@ from pfsync_app.sandbox import Sandbox
 from tests.fixtures.faults import (
     PROJECT_DIR,
     SMALL,
-    ProcessDatabase,
     manage,
-    process_database,
     process_env,
     record_scenario,
     start,
@@ -34,21 +32,6 @@ from tests.fixtures.faults import (
 pytestmark = [pytest.mark.slow, pytest.mark.fault_scenario]
 
 STOPPED = "CommandError: pf_sync was stopped by SIGTERM before it finished"
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    """A migrated database the tests of this module clone."""
-    db = ProcessDatabase(tmp_path_factory.mktemp("sigterm-template"))
-    yield db
-    db.drop()
-
-
-@pytest.fixture
-def db(template, tmp_path):
-    """A fresh migrated database for one test."""
-    with process_database(tmp_path, template) as fresh:
-        yield fresh
 
 
 def runs(db) -> list[tuple[str, str, str]]:

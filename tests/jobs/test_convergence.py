@@ -134,3 +134,84 @@ def test_a_listing_with_one_bad_photo_is_saved_with_its_other_fields_and_images(
     kept = PropertyImage.objects.filter(property__pf_id=pf_id, is_active=True)
     assert 1 not in set(kept.values_list("position", flat=True))
     assert kept.exists()
+
+
+# -- the same photo twice ----------------------------------------------------------
+
+
+def active_urls(pf_id: str) -> list[str]:
+    """The source URLs of a property's active images, in position order."""
+    rows = PropertyImage.objects.filter(property__pf_id=pf_id, is_active=True).order_by("position")
+    return list(rows.values_list("source_url", flat=True))
+
+
+def served_urls(sb: Sandbox, pf_id: str) -> list[str]:
+    return [image["original"]["url"] for image in sb.data.listing(pf_id)["media"]["images"]]
+
+
+def test_the_same_photo_twice_keeps_its_exact_order_after_updates_and_full(sb):
+    pf_id = sb.data.listing_ids()[0]
+    sb.data.arrange_images(pf_id, [0, 1, 0])
+    a, b, _ = served_urls(sb, pf_id)
+
+    assert night(sb).exit_code == 0
+    assert active_urls(pf_id) == [a, b, a]
+    positions = PropertyImage.objects.filter(property__pf_id=pf_id, is_active=True)
+    assert sorted(positions.values_list("position", flat=True)) == [0, 1, 2]
+
+    sb.data.update_listing(pf_id, **{"title.en": "A new title"})
+    assert night(sb).exit_code == 0
+    assert active_urls(pf_id) == [a, b, a], "an update scrambled the photos"
+
+    assert night(sb, full=True).exit_code == 0
+    assert active_urls(pf_id) == [a, b, a], "--full scrambled the photos"
+
+    sb.data.arrange_images(pf_id, [1, 0, 2, 1])
+    assert night(sb).exit_code == 0
+    assert active_urls(pf_id) == [b, a, a, b]
+    rows = PropertyImage.objects.filter(property__pf_id=pf_id)
+    assert rows.count() >= 4, "no image row is ever deleted"
+
+
+# -- a listing that comes back -------------------------------------------------------
+
+
+def test_a_listing_left_out_for_one_night_is_published_again_when_it_comes_back(sb):
+    pf_id = sorted(live_in(sb))[0]
+    assert night(sb).exit_code == 0
+    served = sb.data.listing(pf_id)
+
+    sb.faults.leave_out(pf_id)
+    gone = night(sb)
+    assert gone.counters["properties_unpublished"] == 1
+    assert pf_id not in published()
+
+    sb.faults.bring_back(pf_id)
+    assert sb.data.listing(pf_id) == served, "the listing must come back byte-identical"
+    back = night(sb)
+
+    assert back.exit_code == 0, back.failures
+    assert pf_id in published(), "a listing that came back stayed unpublished"
+    assert back.counters["properties_republished"] == 1
+    [entry] = actions(back.run_id, "property.republished")
+    assert entry.pf_id == pf_id
+    # Every other listing still agrees with its rows: skipped, not written again.
+    assert back.listings_skipped_unchanged == back.listings_received - 1
+    again = night(sb)
+    assert again.counters["properties_republished"] == 0
+    assert again.listings_skipped_unchanged == again.listings_received
+
+
+def test_a_property_edited_on_the_site_is_written_again_on_the_next_night(sb):
+    pf_id = sorted(live_in(sb))[0]
+    assert night(sb).exit_code == 0
+    listing_title = Property.objects.get(pf_id=pf_id).title
+    Property.objects.filter(pf_id=pf_id).update(title="Edited by hand")
+    image = PropertyImage.objects.filter(property__pf_id=pf_id, is_active=True).first()
+    PropertyImage.objects.filter(pk=image.pk).update(is_active=False)
+
+    result = night(sb)
+
+    assert Property.objects.get(pf_id=pf_id).title == listing_title
+    assert PropertyImage.objects.get(pk=image.pk).is_active
+    assert result.listings_skipped_unchanged == result.listings_received - 1

@@ -11,13 +11,11 @@ from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils.dateparse import parse_datetime
 
 from pfsync_app.exceptions import SyncAborted
 from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import (
     Agent,
-    Area,
     ImageFile,
     ListingState,
     Property,
@@ -25,86 +23,11 @@ from pfsync_app.models import (
     ReportEntry,
     SyncRun,
 )
+from tests.fixtures.site import assert_database_equals_sandbox, expected_live, expected_price
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FORBIDDEN_SQL = re.compile(r"^\s*(DELETE|TRUNCATE|DROP|ALTER)\b", re.IGNORECASE)
-
-
-def expected_price(raw):
-    price = raw.get("price") or {}
-    kind = price.get("type")
-    if not kind or price.get("onRequest"):
-        return None
-    amount = (price.get("amounts") or {}).get(kind)
-    return None if amount is None else Decimal(str(amount)).quantize(Decimal("0.01"))
-
-
-def expected_rooms(value, zero):
-    if value is None:
-        return None
-    return 0 if value == zero else int(value)
-
-
-def expected_live(raw):
-    portal = (raw.get("portals") or {}).get("propertyfinder") or {}
-    if "isLive" in portal:
-        return bool(portal["isLive"])
-    return (raw.get("state") or {}).get("type") == "live"
-
-
-def assert_property_matches(prop, raw, agents_by_profile, areas_by_location):
-    title = raw.get("title") or {}
-    description = raw.get("description") or {}
-    price = raw.get("price") or {}
-    assert prop.reference == (raw.get("reference") or "")
-    assert prop.title == (title.get("en") or "")[:255]
-    assert prop.title_ar == (title.get("ar") or "")[:255]
-    assert prop.description == (description.get("en") or "")
-    assert prop.description_ar == (description.get("ar") or "")
-    assert prop.category == (raw.get("category") or "")
-    assert prop.property_type == (raw.get("type") or "")
-    kind = price.get("type") or ""
-    assert prop.price_period == kind
-    assert prop.status_type == ("" if not kind else ("sale" if kind == "sale" else "rent"))
-    assert prop.price == expected_price(raw)
-    assert prop.bedrooms == expected_rooms(raw.get("bedrooms"), "studio")
-    assert prop.bathrooms == expected_rooms(raw.get("bathrooms"), "none")
-    size = raw.get("size")
-    assert prop.size == (None if size is None else Decimal(str(size)).quantize(Decimal("0.01")))
-    assert prop.furnishing == (raw.get("furnishingType") or "")
-    assert prop.is_published is expected_live(raw)
-    assert prop.pf_updated_at == parse_datetime(raw["updatedAt"])
-    assigned = (raw.get("assignedTo") or {}).get("id")
-    assert prop.user_id == agents_by_profile.get(assigned)
-    location = (raw.get("location") or {}).get("id")
-    assert prop.area_id == areas_by_location.get(location)
-
-
-def assert_database_equals_sandbox(sb):
-    listings = sb.data.listings()
-    properties = Property.objects.in_bulk(field_name="pf_id")
-    assert set(properties) == {raw["id"] for raw in listings}
-    agents_by_profile = dict(
-        Agent.objects.exclude(pf_public_profile_id=None).values_list("pf_public_profile_id", "id")
-    )
-    areas_by_location = dict(
-        Area.objects.exclude(pf_location_id=None).values_list("pf_location_id", "id")
-    )
-    for raw in listings:
-        prop = properties[raw["id"]]
-        assert_property_matches(prop, raw, agents_by_profile, areas_by_location)
-        images = ((raw.get("media") or {}).get("images")) or []
-        rows = list(PropertyImage.objects.filter(property_id=prop.pk, is_active=True))
-        assert sorted((r.position, r.source_url) for r in rows) == [
-            (i, image["original"]["url"]) for i, image in enumerate(images)
-        ]
-        for row in rows:
-            original = images[row.position]["original"]
-            assert (row.width, row.height) == (original.get("width"), original.get("height"))
-            assert re.fullmatch(r"property_images/[0-9a-f-]{32,36}\.(jpg|png|webp|gif)", row.image)
-            with default_storage.open(row.image, "rb") as handle:
-                assert handle.read() == sb.data.image_bytes(row.source_url)
 
 
 def assert_users_match(sb):

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils import timezone
@@ -27,6 +28,15 @@ from pfsync_app.reports.recorder import RunRecorder
 pytestmark = pytest.mark.django_db
 
 NIGHTLY = {"dry_run": False, "only": None, "listing_ids": [], "limit": None}
+
+
+def use_mail_backend(settings, backend: str) -> None:
+    """Send through ``backend``: the default mailer of MAILERS on Django 6.1 and newer (which
+    deprecates EMAIL_BACKEND), EMAIL_BACKEND before."""
+    if hasattr(django_settings, "MAILERS"):
+        settings.MAILERS = {"default": {"BACKEND": backend}}
+    else:
+        settings.EMAIL_BACKEND = backend
 
 
 class BrokenBackend(BaseEmailBackend):
@@ -163,7 +173,7 @@ def test_admins_are_read_as_django_5_2_pairs_and_as_django_6_strings():
 
 
 def test_a_failed_e_mail_is_logged_and_the_run_is_left_as_it_was(settings, caplog):
-    settings.EMAIL_BACKEND = f"{__name__}.BrokenBackend"
+    use_mail_backend(settings, f"{__name__}.BrokenBackend")
     run = finished(errors=1)
 
     with caplog.at_level(logging.ERROR, logger="pfsync.alerts"):
@@ -230,7 +240,7 @@ def test_a_dry_run_sends_nothing_and_a_broken_mail_server_changes_no_exit_code(
     assert run_nightly(SyncOptions(dry_run=True)).exit_code == 0
     assert mail.outbox == []
 
-    settings.EMAIL_BACKEND = f"{__name__}.BrokenBackend"
+    use_mail_backend(settings, f"{__name__}.BrokenBackend")
     result = run_nightly(SyncOptions())
     assert result.exit_code == 1
     run = SyncRun.objects.get(pk=result.sync.run_id)
@@ -255,7 +265,10 @@ def test_the_alert_names_when_the_run_started_in_the_sites_time_zone():
 def test_the_bundled_project_sends_alerts_through_email_url():
     code = (
         "import django;django.setup();from django.conf import settings as s;"
-        "print(s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS, s.DEFAULT_FROM_EMAIL,"
+        # Django 6.1 and newer: the default mailer of MAILERS; before: the EMAIL_* settings.
+        "m=s.MAILERS['default']['OPTIONS'] if hasattr(s, 'MAILERS') else"
+        " {'host': s.EMAIL_HOST, 'port': s.EMAIL_PORT, 'use_tls': s.EMAIL_USE_TLS};"
+        "print(m['host'], m['port'], m['use_tls'], s.DEFAULT_FROM_EMAIL,"
         " s.PF_ALERT_EMAILS, sep='|')"
     )
     env = {
@@ -287,6 +300,14 @@ def test_the_bundled_project_sends_alerts_through_email_url():
 def test_the_mail_password_is_kept_out_of_logs_and_entries(settings):
     from pfsync_app.reports.logs import redact
 
-    settings.EMAIL_HOST_PASSWORD = "smtp-password-123"
+    if hasattr(django_settings, "MAILERS"):
+        settings.MAILERS = {
+            "default": {
+                "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "OPTIONS": {"host": "smtp.example.com", "password": "smtp-password-123"},
+            }
+        }
+    else:
+        settings.EMAIL_HOST_PASSWORD = "smtp-password-123"
 
     assert redact("SMTP AUTH smtp-password-123 refused") == "SMTP AUTH [redacted] refused"

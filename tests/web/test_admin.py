@@ -115,6 +115,7 @@ def test_the_run_list_shows_tashkent_start_times_duration_and_the_counters_that_
         "duration_text",
         "created",
         "updated",
+        "republished",
         "images_failed_",
         "errors_",
     ]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -51,6 +51,10 @@ from tests.fixtures.sandbox import spec_validator
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PER_PAGE = 3
+#: Examples per test: a multiple of the profile's (tests/conftest.py: 10 in scripts/test, 60
+#: with --hypothesis-profile=long), as each is one small pf_sync or a few events, ~0.15 s.
+SYNC_EXAMPLES = 10 * hypothesis_settings.default.max_examples
+EVENT_EXAMPLES = 6 * hypothesis_settings.default.max_examples
 ENTRY_ID_LIMIT = ReportEntry._meta.get_field("pf_id").max_length
 SEED = 17
 
@@ -353,8 +357,9 @@ def describe(cases: list[Case]) -> str:
     return "\n".join(f"  {c.pf_id or '?'}: {c.hostile or 'legal'} -> {c.fails}" for c in cases)
 
 
-# The sandbox and the database are shared by the examples: each starts from an empty site.
-@hypothesis_settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The sandbox and the database are shared by the examples: each starts from an empty site
+# (the profile lets function-scoped fixtures be shared so).
+@hypothesis_settings(max_examples=SYNC_EXAMPLES)
 @given(data=st.data())
 def test_every_hostile_record_fails_alone_and_every_record_beside_it_is_saved(
     sandbox_settings, data
@@ -476,7 +481,7 @@ def deliveries(draw: st.DrawFn, entity_ids: list[Any]) -> Delivery:
     return Delivery(event, refused)
 
 
-@hypothesis_settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hypothesis_settings(max_examples=EVENT_EXAMPLES)
 @given(data=st.data())
 def test_every_hostile_webhook_event_is_refused_or_settled_with_its_reason(
     sandbox_settings, settings, client, data
