@@ -13,7 +13,8 @@ A clean ``check --database default`` means the first pf_sync writes rows.
 - pfsync.E010  a setting has a wrong type or value (PFSYNC_HOST and PFSYNC_TABLES included)
 - pfsync.W001  no Property Finder API credentials are configured
 - pfsync.W002  webhooks: no signing secret
-- pfsync.W003  migrations are pending, so the host schema is not checked yet
+- pfsync.W003  migrations are pending, so the host schema is not checked yet (not said
+               during migrate, which applies them)
 - pfsync.W004  a column is shorter (or narrower) than the values pfsync may write
 - pfsync.W005  the site has no column for a fact, and what it loses (said once, here)
 - pfsync.W006  pfsync may have no value for a NOT NULL column without a default
@@ -22,6 +23,7 @@ A clean ``check --database default`` means the first pf_sync writes rows.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,6 +51,7 @@ from pfsync_app.hostmap import (
     read_host_map,
 )
 from pfsync_app.introspection import read_columns, site_defaults
+from pfsync_app.words import plural, verb
 
 HOST_MODEL_KEYS = tuple(DEFAULT_TABLES)
 
@@ -121,7 +124,8 @@ def check_host_schema(
                         hint=(
                             "Run the host site's migrations, or name the table that holds "
                             f"{model._meta.verbose_name_plural} in PFSYNC_HOST[{key!r}]['table'] "
-                            f"(or PFSYNC_TABLES[{key!r}]; default {DEFAULT_TABLES[key]!r})."
+                            f"(or PFSYNC_TABLES[{key!r}]; default {DEFAULT_TABLES[key]!r}); "
+                            "python manage.py pf_schema shows the map in effect."
                         ),
                         obj=model,
                         id="pfsync.E002",
@@ -403,11 +407,14 @@ def check_database(databases: Iterable[str] | None = None, **kwargs: Any) -> lis
     for alias in databases or ():
         pending = pending_migrations(alias)
         if pending:
-            # ``migrate`` runs the database checks before it creates the tables.
+            # ``migrate`` runs the database checks before it creates the tables: the host
+            # schema waits, and migrate itself is not told to run migrate.
+            if migrate_is_running():
+                continue
             messages.append(
                 checks.Warning(
-                    f"{pending} migration(s) are not applied to database {alias!r}; "
-                    "the host schema is checked once they are.",
+                    f"{plural(pending, 'migration')} {verb(pending, 'is', 'are')} not applied "
+                    f"to database {alias!r}; the host schema is checked once they are.",
                     hint="Run python manage.py migrate.",
                     id="pfsync.W003",
                 )
@@ -415,6 +422,23 @@ def check_database(databases: Iterable[str] | None = None, **kwargs: Any) -> lis
             continue
         messages.extend(check_host_schema(alias))
     return messages
+
+
+def migrate_is_running() -> bool:
+    """Whether Django's ``migrate`` (or a command built on it) is what runs the checks now.
+
+    Django tells a check nothing of the command that asked for it, so the call
+    stack is looked at: a ``migrate`` command object in it. Overriding ``migrate``
+    instead would take the command from a site (or an app) that overrides it.
+    """
+    from django.core.management.commands.migrate import Command as Migrate
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), Migrate):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def pending_migrations(using: str) -> int:
@@ -464,6 +488,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     ):
         messages.append(unsigned_webhooks_warning())
     return messages
+
+
+def one_sentence(messages: list[checks.CheckMessage]) -> str:
+    """The first of serious check messages as one sentence, its hint after it, and how many more."""
+    first = messages[0]
+    others = len(messages) - 1
+    more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
+    hint = f" {first.hint}" if first.hint else ""
+    return f"{first.msg.rstrip('.')}{more}.{hint}"
 
 
 @checks.register(checks.Tags.security, deploy=True)

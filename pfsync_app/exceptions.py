@@ -163,13 +163,20 @@ class ImageDownloadError(PfsyncError):
 
 
 class DownloadAttemptFailed(PfsyncError):
-    """One attempt of a download failed; the downloader retries it or raises ImageDownloadError."""
+    """One attempt of a download failed; the downloader retries it or raises ImageDownloadError.
 
-    def __init__(self, reason: str, cause: str, status: int | None = None) -> None:
+    ``private_host``: a refusal that PF_MEDIA_ALLOW_PRIVATE_HOSTS would lift (plain
+    http, or a host that is not a public address), as the sandbox's images get.
+    """
+
+    def __init__(
+        self, reason: str, cause: str, status: int | None = None, *, private_host: bool = False
+    ) -> None:
         super().__init__(cause)
         self.reason = reason
         self.cause = cause
         self.status = status
+        self.private_host = private_host
 
 
 class ImageRejected(PfsyncError):

@@ -15,6 +15,7 @@ import django
 import environ
 
 from pfsync_app import conf as pfsync_conf
+from pfsync_app.reports.logs import LOG_TIME_FORMAT
 from project_settings.environment import Env, database_from_env, mailers_from_email_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -175,7 +176,11 @@ LOGGING = {
         "redact": {"()": "pfsync_app.reports.logs.RedactingFilter"},
     },
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s [run %(run_id)s] %(message)s"},
+        # LOG_TIME_FORMAT: the timestamps of the progress lines between the log records.
+        "text": {
+            "format": "%(asctime)s %(levelname)s %(name)s [run %(run_id)s] %(message)s",
+            "datefmt": LOG_TIME_FORMAT,
+        },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(run_id)s %(message)s",

@@ -147,7 +147,10 @@ class AtlasClient(Transport):
                 requested_per_page=per_page,
             )
             if page.errors:
-                logger.warning("%d unreadable %s record(s) on %s", len(page.errors), kind, shown)
+                # The client imports nothing of pfsync's upper floors (words.plural included).
+                count = len(page.errors)
+                noun = "record" if count == 1 else "records"
+                logger.warning("%d unreadable %s %s on %s", count, kind, noun, shown)
             yield page
             seen.add(page_number)
             # Each page's own pagination is trusted as it arrives: the total

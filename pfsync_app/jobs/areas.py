@@ -11,14 +11,18 @@ rows themselves are written by ``writers.areas``. Nothing here prints.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.db.utils import DatabaseError
 
 from pfsync_app.atlas import records
 from pfsync_app.exceptions import AreaError
 from pfsync_app.jobs.base import Job
 from pfsync_app.models import SyncRun
+from pfsync_app.words import plural
 from pfsync_app.writers.areas import (
     LinkResult,
     areas_linking,
@@ -29,6 +33,8 @@ from pfsync_app.writers.areas import (
     require_areas,
     unlinked_areas,
 )
+
+logger = logging.getLogger("pfsync.areas")
 
 MIN_SEARCH_CHARS = 2
 
@@ -78,6 +84,8 @@ class Candidate:
     location: records.Location
     area_id: int | None = None
     area_name: str | None = None
+    #: False when the host's links could not be read (no database): the search still answers.
+    links_known: bool = True
 
     @property
     def path(self) -> str:
@@ -205,7 +213,12 @@ def _normal(name: str | None) -> str:
 def with_areas(locations: Iterable[records.Location]) -> list[Candidate]:
     """Pair each location with the host area that links it, if one does."""
     locations = list(locations)
-    linking = areas_linking([location.id for location in locations])
+    try:
+        linking = areas_linking([location.id for location in locations])
+    except DatabaseError as exc:
+        # Searching needs only the API: without the database the links are just unknown.
+        logger.debug("links of the found locations unknown: %s", exc)
+        return [Candidate(location=location, links_known=False) for location in locations]
     result = []
     for location in locations:
         area_id, area_name = linking.get(location.id, (None, None))
@@ -284,7 +297,7 @@ class LinkJob(Job):
 
     def finish_message(self) -> str:
         done = sum(isinstance(r, LinkResult) for r in self.results)
-        return f"linked {done} of {len(self.requests)} location(s)"
+        return f"linked {done} of {plural(len(self.requests), 'location')}"
 
     def result(self) -> list[LinkResult | AreaError]:
         return self.results

@@ -39,7 +39,8 @@ from django.db import DatabaseError, connections
 
 from pfsync_app.atlas import AtlasClient
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError, CredentialsMissing
-from pfsync_app.checks import check_host_schema, check_settings
+from pfsync_app.checks import check_host_schema, check_settings, one_sentence
+from pfsync_app.database import require_database
 from pfsync_app.exceptions import SyncAborted, WriterBusy, first_line
 from pfsync_app.jobs.clients import build_client
 from pfsync_app.jobs.pipeline import Progress
@@ -190,12 +191,12 @@ class Heartbeat:
 def check_ready() -> None:
     """Raise SyncAborted, one sentence, when a setting, the host schema or the database is wrong."""
     errors = [m for m in check_settings() if m.is_serious()]
-    errors = errors or [m for m in check_host_schema() if m.is_serious()]
+    if not errors:
+        # Unreachable, or pfsync's tables missing: said as such, before the host's tables.
+        require_database()
+        errors = [m for m in check_host_schema() if m.is_serious()]
     if errors:
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        hint = f" {first.hint}" if first.hint else ""
-        raise SyncAborted(f"{first.msg.rstrip('.')}{more}.{hint}")
+        raise SyncAborted(one_sentence(errors))
 
 
 def atlas_failure(exc: AtlasError, doing: str, *, mid_run: bool = False) -> SyncAborted:

@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.files.storage import Storage, default_storage
+from django.core.files.storage import FileSystemStorage, Storage, default_storage
 
 from pfsync_app.conf import pfsync_settings
-from pfsync_app.exceptions import UnknownProperty
+from pfsync_app.exceptions import SyncAborted, UnknownProperty
 from pfsync_app.jobs.base import Job
-from pfsync_app.media.files import StoredFiles, inspect_stored
+from pfsync_app.media.files import StoredFiles, inspect_stored, storage_location
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.causes import Cause
 from pfsync_app.writers.images import image_rows, recorded_files, referenced_names
@@ -257,6 +257,27 @@ def _corrupt(row: tuple, detail: str) -> MissingImage:
     return MissingImage(*row, reason=CORRUPT, detail=detail)
 
 
+def empty_storage_problem(storage: Storage, scan: ScanResult) -> str | None:
+    """The storage itself looks wrong: rows exist, none of their files, and no image folder.
+
+    A MEDIA_ROOT that points at the wrong folder (or a bucket name that is off)
+    would otherwise be 503 "missing" images; this says it once, or None.
+    """
+    if not scan.checked or len(scan.missing) < scan.checked:
+        return None
+    if any(item.reason != MISSING for item in scan.missing):
+        return None
+    folder = str(pfsync_settings.PF_IMAGE_UPLOAD_DIR).strip("/")
+    if StoredFiles(storage).files(folder):
+        return None  # the folder has files, just not these: they are really missing
+    where = storage_location(storage)
+    if isinstance(storage, FileSystemStorage):
+        preposition, setting = "under", "MEDIA_ROOT"
+    else:
+        preposition, setting = "in", "AWS_STORAGE_BUCKET_NAME" if "bucket" in where else "STORAGES"
+    return f"0 of {scan.checked} files found {preposition} {where}: is {setting} right?"
+
+
 def require_property(pf_id: str | None) -> None:
     """Raise UnknownProperty unless a host property has this pf_id (None: nothing to check)."""
     if pf_id is not None and not property_exists(pf_id):
@@ -315,6 +336,9 @@ class CheckJob(Job):
         self.scan = find_missing_images(
             self.storage, pf_id=self.pf_id, verify=self.verify, chunk_size=self.chunk_size
         )
+        problem = empty_storage_problem(self.storage, self.scan)
+        if problem:
+            raise SyncAborted(problem)
         for item in self.scan.missing:
             self.recorder.error(
                 f"image.{item.reason}",

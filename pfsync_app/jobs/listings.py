@@ -34,6 +34,7 @@ from pfsync_app.media.policy import safe_url
 from pfsync_app.models import Property
 from pfsync_app.reports.causes import Cause, cause_of
 from pfsync_app.reports.recorder import RunRecorder
+from pfsync_app.words import plural, verb
 from pfsync_app.writers.fit import clean_text
 from pfsync_app.writers.images import ImagePlan, plan_images
 from pfsync_app.writers.listings import (
@@ -369,7 +370,7 @@ class ListingStage:
             what = "no area" if areas else "no location name"
             self.recorder.warning(
                 "location.unmapped",
-                f"location {location_id}: {count} listing(s) saved with {what} "
+                f"location {location_id}: {plural(count, 'listing')} saved with {what} "
                 f"(link it: python manage.py pf_areas link {location_id} {how})",
                 pf_id=str(location_id),
             )
@@ -377,8 +378,10 @@ class ListingStage:
             reference = host_map()["property"].fallback_agent
             self.recorder.warning(
                 "agent.fallback",
-                f"{self.fallback_used} listing(s) name an agent that is not a synced user; "
-                f"they were saved with the fallback agent {reference!r} "
+                f"{plural(self.fallback_used, 'listing')} "
+                f"{verb(self.fallback_used, 'names', 'name')} an agent that is not a synced user; "
+                f"{verb(self.fallback_used, 'it was', 'they were')} saved with the fallback agent "
+                f"{reference!r} "
                 "(PFSYNC_HOST['property']['fallback_agent'])",
             )
             self.fallback_used = 0

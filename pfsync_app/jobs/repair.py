@@ -32,7 +32,7 @@ from pfsync_app.jobs.check import (
     require_property,
 )
 from pfsync_app.media.download import StoredImage
-from pfsync_app.media.files import discard
+from pfsync_app.media.files import discard, require_writable_storage
 from pfsync_app.media.policy import safe_url
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.causes import Cause
@@ -194,6 +194,9 @@ class RepairJob(Job):
     def preflight(self) -> None:
         super().preflight()
         require_property(self.repair_options.pf_id)
+        if not self.dry_run:
+            # As pf_sync: an unwritable storage would fail every image, one by one.
+            require_writable_storage(self.storage)
 
     def work(self) -> None:
         options, result = self.repair_options, self.repair_result

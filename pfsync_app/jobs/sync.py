@@ -27,10 +27,11 @@ from pfsync_app.jobs.base import Job, atlas_failure
 from pfsync_app.jobs.listings import ListingStage
 from pfsync_app.jobs.pipeline import Prefetcher, Progress, prefetch
 from pfsync_app.jobs.users import UserStage
-from pfsync_app.media.files import storage_write_problem, sweep_stale_downloads
+from pfsync_app.media.files import require_writable_storage, sweep_stale_downloads
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.alerts import send_run_alert, send_stopped_run_alert
 from pfsync_app.reports.causes import Cause, cause_of
+from pfsync_app.words import plural
 from pfsync_app.writers.fit import clean_text
 from pfsync_app.writers.listings import published_pf_ids, unpublish
 
@@ -110,9 +111,7 @@ class SyncJob(Job):
         super().preflight()
         options = self.sync_options
         if not options.dry_run and options.images and options.only != "users":
-            problem = storage_write_problem(self.storage)
-            if problem:
-                raise SyncAborted(f"{problem} (check MEDIA_ROOT and its permissions)")
+            require_writable_storage(self.storage)
 
     def work(self) -> None:
         options = self.sync_options
@@ -327,8 +326,8 @@ class SyncJob(Job):
             for page in self.client.iter_listing_pages_by_ids(pf_ids):
                 if page.errors:
                     self._skip_unpublishing(
-                        f"{len(page.errors)} listing(s) of the look-up of unpaged properties "
-                        "could not be read; nothing was unpublished"
+                        f"{plural(len(page.errors), 'listing')} of the look-up of unpaged "
+                        "properties could not be read; nothing was unpublished"
                     )
                     return None
                 live.extend(listing for listing in page.items if listing.is_live)

@@ -49,11 +49,12 @@ from pfsync_app.jobs.pipeline import Progress
 from pfsync_app.jobs.users import record_user_outcome
 from pfsync_app.mapping import map_user
 from pfsync_app.media.download import ImageDownloader
-from pfsync_app.media.files import storage_write_problem, sweep_stale_downloads
+from pfsync_app.media.files import require_writable_storage, sweep_stale_downloads
 from pfsync_app.models import SyncRun, WebhookEvent
 from pfsync_app.reports.causes import cause_of
 from pfsync_app.reports.logs import one_line, redact
 from pfsync_app.reports.recorder import writing_run_in_progress
+from pfsync_app.words import plural
 from pfsync_app.writers.events import claim_event, pending_event, pending_events, settle_event
 from pfsync_app.writers.listings import (
     can_unpublish,
@@ -300,9 +301,7 @@ class WebhookBatch(Job):
     def listing_stage(self) -> ListingStage:
         """A listings stage recording on this batch's run (storage checked once per batch)."""
         if self._pool is None:
-            problem = storage_write_problem(self.storage)
-            if problem:
-                raise SyncAborted(f"{problem} (check MEDIA_ROOT and its permissions)")
+            require_writable_storage(self.storage)
             sweep_stale_downloads(self.storage)
             self.open_client()
             self.open_downloader()
@@ -348,7 +347,7 @@ def _listing_published(event: WebhookEvent, batch: WebhookBatch) -> str:
         stage.report_unmapped()
     errors = batch.recorder.counters["errors"] - errors_before
     if errors:
-        return f"synced with {errors} error(s); see run {batch.recorder.run.pk}"
+        return f"synced with {plural(errors, 'error')}; see run {batch.recorder.run.pk}"
     return ""
 
 

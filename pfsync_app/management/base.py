@@ -3,8 +3,13 @@
 A command is a thin shell (Django's own commands are the model): it parses its
 options, calls one job, and prints. ``PfsyncCommand.execute`` turns the ways a
 command cannot run into one sentence on stderr and exit status 2:
-``SyncAborted`` from a job ("pf_sync could not run: ..."), and ``PfsyncError``
-for a request the command refuses (a pf_areas link, a webhook subscription).
+``SyncAborted`` from a job ("pf_sync could not run: ..."), ``PfsyncError``
+for a request the command refuses (a pf_areas link, a webhook subscription),
+and a database error said as what it means (``pfsync_app.database``: the
+database cannot be reached, pfsync's tables are missing, a host table is).
+
+A reader that stops reading (``pf_report --run 5 | head -1``) ends the command
+quietly with exit status 0, as other command-line tools do.
 
 A run that did not finish exits 2 too, never 1 (which means "finished, with
 item errors"): one stopped by SIGTERM (its run marked interrupted) and one ended
@@ -22,7 +27,9 @@ belong to its server.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +37,11 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.utils import DatabaseError
 
+from pfsync_app.checks import check_settings, one_sentence
+from pfsync_app.database import database_problem
 from pfsync_app.exceptions import PfsyncError, SyncAborted, Terminated
 from pfsync_app.jobs.base import main_thread_interrupt
 from pfsync_app.reports.logs import one_line
@@ -39,6 +50,19 @@ logger = logging.getLogger("pfsync.commands")
 
 #: The exit status of a command that could not run (the old service's, and cron's cue).
 COULD_NOT_RUN = 2
+
+
+def from_database(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether ``exc``, or an exception it arose from, is the database driver's error."""
+    driver_error = getattr(connections[using].Database, "Error", DatabaseError)
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain, not a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, DatabaseError | driver_error):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class PfsyncCommand(BaseCommand):
@@ -57,16 +81,51 @@ class PfsyncCommand(BaseCommand):
                 raise CommandError(str(exc), returncode=COULD_NOT_RUN) from None
             except CommandError:
                 raise
+            except BrokenPipeError:
+                self.reader_gone()
+                return None
             except Terminated as exc:
                 raise self.terminated(exc) from None
             except Exception as exc:
                 if options.get("traceback"):
                     raise
+                using = options.get("database") or DEFAULT_DB_ALIAS
+                if from_database(exc, using):
+                    # Django's DatabaseError, or the driver's own unwrapped (a server-side
+                    # cursor closed after its query failed): said as what it means.
+                    problem = database_problem(exc, using)
+                    raise CommandError(
+                        f"{self.command_name()} could not run: {problem}", returncode=COULD_NOT_RUN
+                    ) from None
                 raise self.unexpected(exc) from None
+
+    def check(self, *args: Any, **kwargs: Any) -> None:
+        """Django's system checks, after pfsync's settings: a wrong one is a sentence, exit 2.
+
+        Settings errors are exit status 2 wherever they are found (the bundled
+        project's manage.py says an unreadable variable the same way), never a
+        system-check block with status 1.
+        """
+        errors = [m for m in check_settings() if m.is_serious()]
+        if errors:
+            raise CommandError(
+                f"{self.command_name()} could not run: {one_sentence(errors)}",
+                returncode=COULD_NOT_RUN,
+            )
+        super().check(*args, **kwargs)
 
     def command_name(self) -> str:
         """The command's name as typed (pf_sync, pf_check...)."""
         return self.__module__.rsplit(".", 1)[-1]
+
+    @staticmethod
+    def reader_gone() -> None:
+        """stdout's reader stopped reading: send what is left to /dev/null, so exit is quiet."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real stream (a test's StringIO): nothing is left to flush
 
     # -- a run that did not finish ---------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import IO
 from django.utils import timezone
 
 from pfsync_app.jobs.pipeline import Progress
+from pfsync_app.reports.logs import LOG_TIME_FORMAT
 
 
 class TerminalProgress(Progress):
@@ -63,7 +64,7 @@ class LogProgress(Progress):
         self.last: dict[str, float] = {}
 
     def _line(self, text: str) -> None:
-        stamp = timezone.localtime().strftime("%Y-%m-%d %H:%M:%S")
+        stamp = timezone.localtime().strftime(LOG_TIME_FORMAT)
         self.stream.write(f"{stamp} {text}\n")
         self.stream.flush()
 

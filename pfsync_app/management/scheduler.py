@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from pfsync_app.reports.logs import LOG_TIME_FORMAT
+
 logger = logging.getLogger("pfsync.scheduler")
 
 DEFAULT_SCHEDULE = "0 0 * * *"
@@ -92,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", nargs="*", default=["pf_sync"])
     options = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        datefmt=LOG_TIME_FORMAT,
+    )
     if options.print_next:
         print(next_run(options.schedule, options.tz).isoformat())
         return 0

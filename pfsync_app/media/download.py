@@ -51,7 +51,13 @@ from pfsync_app.media.decode import (
     sniff_image_type,
 )
 from pfsync_app.media.files import CHUNK_SIZE, STORAGE_FULL_ERRNOS, TEMP_DIR_NAME
-from pfsync_app.media.policy import os_error_text, require_allowed_url, safe_url
+from pfsync_app.media.policy import (
+    PRIVATE_HOSTS_HINT,
+    os_error_text,
+    require_allowed_url,
+    safe_url,
+)
+from pfsync_app.words import plural
 
 __all__ = [
     "IMAGE_TYPES",
@@ -137,6 +143,8 @@ class ImageDownloader:
         # Once the storage is known to be full, later downloads stop before fetching.
         self._full: MediaStorageFull | None = None
         self._full_lock = threading.Lock()
+        # Refusals PF_MEDIA_ALLOW_PRIVATE_HOSTS would lift, since the last close().
+        self._private_refusals = 0
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -150,7 +158,8 @@ class ImageDownloader:
         return session
 
     def close(self) -> None:
-        """Close the session if this downloader created it."""
+        """Say how many refusals were not logged one by one; close the session if it is ours."""
+        self._log_private_refusals()
         if self._owns_session:
             self.session.close()
 
@@ -191,8 +200,32 @@ class ImageDownloader:
             return retrying(attempt)
         except DownloadAttemptFailed as exc:
             error = _final_error(url, exc, attempts)
-            logger.warning("%s", error.message)
+            self._log_failure(error, exc)
             raise error from exc
+
+    def _log_failure(self, error: ImageDownloadError, failure: DownloadAttemptFailed) -> None:
+        """One warning per failed image; refusals the sandbox flag would lift: the first only.
+
+        The first such refusal says how to allow it; the others are counted and
+        said as one line when the downloader closes ("and 269 more like it").
+        """
+        if not failure.private_host:
+            logger.warning("%s", error.message)
+            return
+        with self._full_lock:
+            self._private_refusals += 1
+            first = self._private_refusals == 1
+        if first:
+            logger.warning("%s (%s)", error.message, PRIVATE_HOSTS_HINT)
+
+    def _log_private_refusals(self) -> None:
+        """The count of private-host refusals not logged one by one."""
+        with self._full_lock:
+            more, self._private_refusals = self._private_refusals - 1, 0
+        if more > 0:
+            logger.warning(
+                "and %s refused like it (PF_MEDIA_ALLOW_PRIVATE_HOSTS)", plural(more, "more image")
+            )
 
     def _log_retry(self, url: str, state: Any) -> None:
         failure = state.outcome.exception()
@@ -230,7 +263,9 @@ class ImageDownloader:
             except DownloadAttemptFailed as exc:
                 if hop and exc.reason == "blocked_url":
                     raise DownloadAttemptFailed(
-                        "blocked_url", f"it redirects to {safe_url(current)} and {exc.cause}"
+                        "blocked_url",
+                        f"it redirects to {safe_url(current)} and {exc.cause}",
+                        private_host=exc.private_host,
                     ) from exc
                 raise
             self._check_deadline(deadline)
@@ -471,14 +506,10 @@ def _unlink_quietly(path: str) -> None:
         logger.warning("could not remove temporary download %s: %s", path, exc)
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 def _final_error(url: str, failure: DownloadAttemptFailed, attempts: int) -> ImageDownloadError:
     """The error download() raises: one sentence naming the URL, the cause and the attempts."""
     if failure.reason == "blocked_url" or attempts == 0:
         message = f"image {safe_url(url)}: refused, {failure.cause}"
     else:
-        message = f"image {safe_url(url)}: {failure.cause} after {_plural(attempts, 'attempt')}"
+        message = f"image {safe_url(url)}: {failure.cause} after {plural(attempts, 'attempt')}"
     return ImageDownloadError(url, failure.reason, message, status=failure.status)

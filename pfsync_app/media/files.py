@@ -26,6 +26,7 @@ from pfsync_app.conf import pfsync_settings
 from pfsync_app.deadline import os_error_text
 from pfsync_app.exceptions import ImageRejected, SyncAborted, first_line
 from pfsync_app.media.decode import decode_image
+from pfsync_app.words import plural
 
 logger = logging.getLogger("pfsync.media")
 
@@ -40,13 +41,15 @@ TEMP_DIR_NAME = ".pfsync-tmp"
 
 
 def storage_write_problem(storage: Storage, upload_dir: str | None = None) -> str | None:
-    """Why images cannot be written to a filesystem storage, or None when they can.
+    """Why images cannot be written to ``storage``, or None when they can.
 
-    A media folder that is read-only or on a full disk would otherwise fail every
-    download one by one; other storages are only known by trying.
+    A media folder that is read-only or on a full disk, or a bucket that is
+    missing or refuses writes, would otherwise fail every download one by one.
+    A filesystem storage is probed where pfsync writes (its temporary folder and
+    the image folder); any other storage by saving and deleting a small object.
     """
     if not isinstance(storage, FileSystemStorage):
-        return None
+        return _object_write_problem(storage)
     folder = os.path.join(storage.location, TEMP_DIR_NAME)
     target = os.path.join(storage.location, upload_dir or pfsync_settings.PF_IMAGE_UPLOAD_DIR)
     try:
@@ -61,6 +64,42 @@ def storage_write_problem(storage: Storage, upload_dir: str | None = None) -> st
             return f"the media storage is full: {storage.location} has no room left"
         return f"the media folder {storage.location} cannot be written: {os_error_text(exc)}"
     return None
+
+
+def _object_write_problem(storage: Storage) -> str | None:
+    """An object storage (S3...): save a probe object and delete it; why that failed, or None."""
+    from django.core.files.base import ContentFile
+
+    name = f"{TEMP_DIR_NAME}/probe-{os.getpid()}-{time.monotonic_ns()}.part"
+    try:
+        saved = storage.save(name, ContentFile(b"pfsync"))
+        storage.delete(saved)
+    except Exception as exc:  # each storage backend raises its own (botocore's ClientError...)
+        return f"the media storage {storage_location(storage)} cannot be written: {first_line(exc)}"
+    return None
+
+
+def storage_location(storage: Storage) -> str:
+    """Where a storage keeps its files, as the operator configured it."""
+    if isinstance(storage, FileSystemStorage):
+        return f"MEDIA_ROOT={storage.location}"
+    bucket = getattr(storage, "bucket_name", None)
+    if bucket:
+        return f"bucket {bucket}"
+    return type(storage).__name__
+
+
+def require_writable_storage(storage: Storage) -> None:
+    """Raise SyncAborted, one sentence, when images cannot be written to ``storage``."""
+    problem = storage_write_problem(storage)
+    if problem:
+        if isinstance(storage, FileSystemStorage):
+            where = "MEDIA_ROOT and its permissions"
+        elif getattr(storage, "bucket_name", None):
+            where = "AWS_STORAGE_BUCKET_NAME and what its credentials may do"
+        else:
+            where = "the media storage's settings"
+        raise SyncAborted(f"{problem} (check {where})")
 
 
 @dataclass(frozen=True)
@@ -148,7 +187,7 @@ def sweep_stale_downloads(storage: Any) -> int:
         except OSError as exc:
             logger.warning("could not remove stale temporary download %s: %s", path, exc)
     if removed:
-        logger.info("removed %d temporary download(s) left by an interrupted run", removed)
+        logger.info("removed %s left by an interrupted run", plural(removed, "temporary download"))
     return removed
 
 

@@ -14,6 +14,12 @@ from urllib.parse import urlsplit, urlunsplit
 from pfsync_app.deadline import os_error_text
 from pfsync_app.exceptions import DownloadAttemptFailed
 
+#: What the first refusal that PF_MEDIA_ALLOW_PRIVATE_HOSTS would lift adds, once per run.
+PRIVATE_HOSTS_HINT = (
+    "PF_MEDIA_ALLOW_PRIVATE_HOSTS=true allows plain http and private addresses: "
+    "for the sandbox only, never in production"
+)
+
 # Cloud metadata endpoints are refused by name as well, whatever else they are.
 METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
@@ -83,6 +89,7 @@ def require_allowed_url(url: str, allow_private_hosts: bool) -> None:
         raise DownloadAttemptFailed(
             "blocked_url",
             f"scheme {parts.scheme or '(none)'!r} is not {' or '.join(allowed_schemes)}",
+            private_host=parts.scheme == "http",
         )
     if not host:
         raise DownloadAttemptFailed("blocked_url", "the URL has no host")
@@ -103,4 +110,4 @@ def require_allowed_url(url: str, allow_private_hosts: bool) -> None:
         why = _why_not_public(ipaddress.ip_address(text))
         if why is not None:
             shown = host if text == host else f"{host} ({text})"
-            raise DownloadAttemptFailed("blocked_url", f"{shown} is {why}")
+            raise DownloadAttemptFailed("blocked_url", f"{shown} is {why}", private_host=True)

@@ -30,6 +30,7 @@ from pfsync_app.models import SyncRun
 from pfsync_app.reports.failures import summarize_failures
 from pfsync_app.reports.health import is_nightly
 from pfsync_app.reports.summary import COUNTER_LABELS, format_duration, local_datetime_text
+from pfsync_app.words import plural
 
 logger = logging.getLogger("pfsync.alerts")
 
@@ -157,7 +158,7 @@ def send_run_alert(run: SyncRun | int | None) -> bool:
     except Exception as exc:  # an alert must never change how the run ended
         logger.error("could not send the alert e-mail about run %s: %s", pk, first_line(exc))
         return False
-    logger.info("alert e-mail about run %s sent to %d recipient(s)", pk, len(recipients))
+    logger.info("alert e-mail about run %s sent to %s", pk, plural(len(recipients), "recipient"))
     return True
 
 

@@ -10,6 +10,9 @@ import re
 from contextvars import ContextVar
 from typing import Any
 
+#: The one timestamp format of a run's lines on stderr: log records and progress lines alike.
+LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
 current_run_id: ContextVar[int | None] = ContextVar("pfsync_run_id", default=None)
 
 

@@ -161,7 +161,8 @@ class RunRecorder:
             with cls.start(command, options=options, report_file=False) as recorder:
                 recorder.finish(status, message)
         except (DatabaseError, SyncAborted):
-            logger.warning("could not record the %s run that did not start: %s", command, message)
+            # The caller's sentence is on stderr already: a second line would repeat it.
+            logger.debug("could not record the %s run that did not start: %s", command, message)
 
     # -- called from any thread ---------------------------------------------
 

@@ -50,6 +50,7 @@ from pfsync_app.introspection import (
     TableColumns,
     read_columns,
 )
+from pfsync_app.words import plural
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
@@ -248,11 +249,11 @@ def clean_text(text: str) -> tuple[str, list[str]]:
     """Text without NUL characters and lone surrogates, and what was removed."""
     notes = []
     if "\x00" in text:
-        notes.append(f"had {text.count(chr(0))} NUL character(s), removed")
+        notes.append(f"had {plural(text.count(chr(0)), 'NUL character')}, removed")
         text = text.replace("\x00", "")
     surrogates = _SURROGATES.findall(text)
     if surrogates:
-        notes.append(f"had {len(surrogates)} lone surrogate(s), removed")
+        notes.append(f"had {plural(len(surrogates), 'lone surrogate')}, removed")
         text = _SURROGATES.sub("", text)
     return text, notes
 

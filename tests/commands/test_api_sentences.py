@@ -81,3 +81,28 @@ def test_no_key_configured_is_said_as_such_not_as_refused_credentials(
     )
     assert "refused" not in str(caught.value)
     assert not [r for r in sandbox_settings.requests if r.path == "/v1/auth/token"]
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        (("pf_areas", "search", "Dubai"), "pf_areas"),
+        (("pf_areas", "link", "1", "--search", "Dubai"), "pf_areas"),
+        (("pf_webhooks", "list"), "pf_webhooks"),
+        (("pf_webhooks", "unsubscribe", "listing.published"), "pf_webhooks"),
+    ],
+)
+def test_every_api_command_says_no_key_configured_the_same_way(
+    sandbox_settings, settings, args, name
+):
+    settings.PF_API_KEY = ""
+
+    with pytest.raises(CommandError) as caught:
+        call_command(*args, stdout=StringIO(), stderr=StringIO())
+
+    assert caught.value.returncode == 2
+    assert str(caught.value) == (
+        f"{name} could not run: no key is configured for the Property Finder API "
+        "(set PF_API_KEY and PF_API_SECRET)"
+    )
+    assert not [r for r in sandbox_settings.requests if r.path == "/v1/auth/token"]

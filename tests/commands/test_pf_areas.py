@@ -16,6 +16,7 @@ from django.core.management.base import CommandError
 from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import Area, Property
 from pfsync_app.sandbox import Sandbox
+from pfsync_app.words import plural
 from pfsync_app.writers.areas import unmapped_locations
 
 pytestmark = pytest.mark.django_db
@@ -146,7 +147,7 @@ def test_link_prints_how_many_properties_got_the_area(synced):
     out = pf_areas("link", str(location_id), str(area.pk))
 
     assert f"Area {area.pk} 'Somewhere' now links location {location_id}." in out
-    assert f"{waiting[location_id]} propert(ies) got the area." in out
+    assert f"{plural(waiting[location_id], 'property')} got the area." in out
     assert Property.objects.filter(area_id=area.pk).count() == waiting[location_id]
 
 
@@ -207,7 +208,7 @@ def test_automap_prints_the_proposals_and_links_nothing_without_apply(atlas):
     assert "'Dubai Marina': location 50 COMMUNITY [Dubai > Dubai Marina]" in out
     assert "'Maple 1': ambiguous, 2 locations have that name (207, 208)" in out
     assert "'Atlantis': no location has that name" in out
-    assert "1 of 3 unlinked area(s) match exactly one location; run with --apply" in out
+    assert "1 of 3 unlinked areas matches exactly one location; run with --apply" in out
     assert not Area.objects.filter(pf_location_id__isnull=False).exists()
 
 
@@ -218,7 +219,10 @@ def test_automap_apply_links_and_prints_the_totals(synced):
 
     filled = Property.objects.filter(area__pf_location_id=50).count()
     assert Area.objects.get(name="Dubai Marina").pf_location_id == 50
-    assert f"Linked 1 area(s); {filled} propert(ies) got their area." in out
+    assert (
+        f"Linked 1 area; {plural(filled, 'property')} got {'its' if filled == 1 else 'their'} area."
+        in out
+    )
 
 
 def test_automap_shows_the_paths_of_ambiguous_candidates_at_verbosity_2(atlas):

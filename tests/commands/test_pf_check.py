@@ -175,7 +175,7 @@ def test_pf_check_as_a_process_exits_0_1_and_2(tmp_path):
         "  Property ID 7 (pf_id: PFX): 1 missing images",
     ]
     assert broken.returncode == 2
-    assert "pf_check could not run: Host table" in broken.stderr
+    assert "pf_check could not run: pfsync's tables are missing" in broken.stderr
 
 
 def test_pf_check_unreferenced_lists_files_no_row_names_and_deletes_nothing(synced):

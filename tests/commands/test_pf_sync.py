@@ -121,10 +121,10 @@ def test_unmapped_locations_past_twenty_end_with_how_many_more():
     command.print_summary(result, SyncOptions(), verbosity=1)
 
     lines = command.stdout._out.getvalue().splitlines()
-    assert "  29 location(s) have no area yet (python manage.py pf_areas unmapped):" in lines
+    assert "  29 locations have no area yet (python manage.py pf_areas unmapped):" in lines
     listed = [line for line in lines if line.startswith("    location ")]
     assert len(listed) == 20
-    assert listed[0] == "    location 1: 99 listing(s)"
+    assert listed[0] == "    location 1: 99 listings"
     assert lines[lines.index(listed[-1]) + 1] == "    and 9 more"
 
 

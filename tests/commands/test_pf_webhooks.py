@@ -36,7 +36,7 @@ def test_subscribe_defaults_to_all_eight_events_signed_with_pf_webhook_secret(sb
     subscriptions = sb.webhooks.subscriptions()
     assert sorted(s.event_id for s in subscriptions) == sorted(EVENT_TYPES)
     assert {(s.url, s.secret) for s in subscriptions} == {(HOOK, SECRET)}
-    assert "8 subscription(s) added" in output
+    assert "8 subscriptions added" in output
     assert SECRET not in output
 
 
@@ -44,7 +44,7 @@ def test_subscribing_again_adds_no_second_subscription(sb):
     run("subscribe", "--url", HOOK)
     output = run("subscribe", "--url", HOOK)
     assert len(sb.webhooks.subscriptions()) == len(EVENT_TYPES)
-    assert "0 subscription(s) added" in output
+    assert "0 subscriptions added" in output
     assert "already subscribed" in output
 
 

@@ -5,6 +5,7 @@ import re
 
 from pfsync_app.jobs.pipeline import Progress
 from pfsync_app.management.progress import LogProgress, TerminalProgress, progress_for
+from tests.fixtures.faults import ProcessDatabase, manage
 
 
 class Terminal(io.StringIO):
@@ -44,3 +45,19 @@ def test_log_lines_are_timestamped_and_say_how_far_each_stage_got():
     assert all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line) for line in lines)
     assert lines[0].endswith("listings: starting")
     assert lines[-1].endswith("listings: 4/10")
+
+
+def test_one_runs_log_and_progress_lines_share_one_timestamp_format(tmp_path, sandbox):
+    db = ProcessDatabase(tmp_path)
+    try:
+        # A refused image gives a warning record between the progress lines.
+        result = manage(
+            db, "pf_sync", sb=sandbox, LOG_LEVEL="info", PF_MEDIA_ALLOW_PRIVATE_HOSTS="false"
+        )
+    finally:
+        db.drop()
+    lines = result.stderr.splitlines()
+    assert any(" WARNING pfsync.media " in line for line in lines), result.stderr
+    assert any(line.endswith("listings: starting") for line in lines), result.stderr
+    stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [^,\d]")
+    assert [line for line in lines if not stamp.match(line)] == []

@@ -193,7 +193,7 @@ def test_the_realty_site_syncs_by_its_column_map_and_converges_without_a_delete(
     [(fallback,)] = db.query(
         "SELECT message FROM pfsync_app_reportentry WHERE action = 'agent.fallback'"
     )
-    assert "1 listing(s)" in fallback and "'office'" in fallback
+    assert "1 listing names an agent" in fallback and "'office'" in fallback
     accounts = rows(
         db,
         "SELECT a.user_type, a.is_realtor, a.is_owner, a.password FROM accounts_account a"

@@ -409,7 +409,7 @@ def test_a_link_is_a_recorded_pf_areas_run_with_one_entry(synced):
     areas.link_location(location_id, area.pk)
     run = SyncRun.objects.get(command="pf_areas")
     assert run.status == SyncRun.Status.SUCCEEDED
-    assert run.message == "linked 1 of 1 location(s)"
+    assert run.message == "linked 1 of 1 location"
     entry = run.entries.get()
     assert (entry.action, entry.pf_id) == ("area.linked", str(location_id))
 

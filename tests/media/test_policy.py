@@ -298,3 +298,55 @@ def test_safe_url_drops_query_fragment_and_credentials(url, safe):
 )
 def test_the_image_type_is_sniffed_from_the_leading_bytes(head, extension):
     assert sniff_image_type(head) == extension
+
+
+def refusal_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "pfsync.media"]
+
+
+def test_the_first_private_host_refusal_says_how_to_allow_it_and_the_rest_are_counted(caplog):
+    caplog.set_level("WARNING", logger="pfsync.media")
+    session = RecordingSession()
+    images = downloader(session)
+    urls = [f"http://127.0.0.1:8765/images/{n}.jpg" for n in range(270)]
+    urls += [f"https://10.0.0.{n}/a.jpg" for n in range(1, 6)]
+
+    for url in urls:
+        with pytest.raises(ImageDownloadError):
+            images.download(url)
+    images.close()
+
+    first, counted = refusal_lines(caplog)
+    assert first.startswith("image http://127.0.0.1:8765/images/0.jpg: refused, scheme 'http'")
+    assert "PF_MEDIA_ALLOW_PRIVATE_HOSTS=true" in first
+    assert "for the sandbox only" in first
+    assert counted == "and 274 more images refused like it (PF_MEDIA_ALLOW_PRIVATE_HOSTS)"
+    assert session.requested == []
+
+
+def test_refusals_the_sandbox_flag_would_not_lift_are_each_said_without_the_hint(caplog):
+    caplog.set_level("WARNING", logger="pfsync.media")
+    images = downloader(RecordingSession())
+
+    for url in ("ftp://example.com/a.jpg", "https://169.254.169.254/x", "https:///a.jpg"):
+        with pytest.raises(ImageDownloadError):
+            images.download(url)
+    images.close()
+
+    lines = refusal_lines(caplog)
+    # The metadata address is private as well: the flag would lift it, so it is the hinted one.
+    assert len(lines) == 3
+    assert sum("PF_MEDIA_ALLOW_PRIVATE_HOSTS=true" in line for line in lines) == 1
+    assert not any("more images refused" in line for line in lines)
+
+
+def test_a_new_run_of_the_same_downloader_gets_the_hint_again(caplog):
+    caplog.set_level("WARNING", logger="pfsync.media")
+    images = downloader(RecordingSession())
+    for _ in range(2):
+        with pytest.raises(ImageDownloadError):
+            images.download("http://127.0.0.1:1/a.jpg")
+        images.close()
+
+    hinted = [line for line in refusal_lines(caplog) if "PF_MEDIA_ALLOW_PRIVATE_HOSTS=true" in line]
+    assert len(hinted) == 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from storages.backends.s3 import S3Storage
 
 from pfsync_app.exceptions import SyncAborted
@@ -198,3 +198,81 @@ def test_a_bucket_that_cannot_be_listed_stops_the_check_with_a_sentence_naming_t
         SyncAborted, match=r"^cannot list storage folder 'property_images': .*NoSuchBucket"
     ):
         files.size("property_images/here.jpg")
+
+
+def refuse_writes(bucket) -> None:
+    """A bucket policy that denies every PutObject, as a read-only IAM grant would."""
+    bucket.client.put_bucket_policy(
+        Bucket=bucket.name,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:PutObject",
+                        "Resource": f"arn:aws:s3:::{bucket.name}/*",
+                    }
+                ],
+            }
+        ),
+    )
+
+
+def use_bucket(django_settings, bucket, name: str) -> None:
+    """Point Django's default storage at bucket ``name`` on the same server."""
+    django_settings.STORAGES = {
+        **django_settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {**bucket.storage_options(), "bucket_name": name},
+        },
+    }
+
+
+@pytest.mark.parametrize("command", ["pf_repair", "pf_sync"])
+def test_a_bucket_refusing_writes_stops_the_run_before_any_download(synced_s3, command):
+    bucket, sandbox = synced_s3
+    bucket.delete(image_rows()[0].image)  # something to repair
+    refuse_writes(bucket)
+    sandbox.clear_requests()
+
+    with pytest.raises(CommandError) as caught:
+        call_command(command, stdout=StringIO(), stderr=StringIO())
+
+    assert caught.value.returncode == 2
+    assert f"the media storage bucket {bucket.name} cannot be written: " in str(caught.value)
+    assert "AWS_STORAGE_BUCKET_NAME" in str(caught.value)
+    assert [r.path for r in sandbox.requests if r.path.startswith("/images/")] == []
+
+
+def test_pf_repair_on_a_missing_bucket_is_one_sentence(synced_s3, settings):
+    bucket, sandbox = synced_s3
+    use_bucket(settings, bucket, "pfsync-no-such-bucket")
+    sandbox.clear_requests()
+
+    with pytest.raises(CommandError) as caught:
+        call_command("pf_repair", stdout=StringIO(), stderr=StringIO())
+
+    assert caught.value.returncode == 2
+    assert "the media storage bucket pfsync-no-such-bucket cannot be written" in str(caught.value)
+    assert sandbox.requests == []
+
+
+def test_pf_check_on_an_empty_bucket_says_the_bucket_looks_wrong_once(synced_s3, settings):
+    bucket, _ = synced_s3
+    empty = f"{bucket.name}-empty"
+    bucket.client.create_bucket(Bucket=empty)
+    try:
+        use_bucket(settings, bucket, empty)
+        with pytest.raises(CommandError) as caught:
+            call_command("pf_check", stdout=StringIO(), stderr=StringIO())
+    finally:
+        bucket.client.delete_bucket(Bucket=empty)
+
+    assert caught.value.returncode == 2
+    assert str(caught.value) == (
+        f"pf_check could not run: 0 of {IMAGES} files found in bucket {empty}: "
+        "is AWS_STORAGE_BUCKET_NAME right?"
+    )

@@ -39,8 +39,8 @@ def test_nul_characters_and_lone_surrogates_are_removed_from_text_with_a_warning
     value, warnings = fit(NOTES, "a\x00b\ud800c\udfffd")
     assert value == "abcd"
     assert warnings == [
-        "listings.notes had 1 NUL character(s), removed",
-        "listings.notes had 2 lone surrogate(s), removed",
+        "listings.notes had 1 NUL character, removed",
+        "listings.notes had 2 lone surrogates, removed",
     ]
     assert fit(NOTES, "Ünïcödé 🏠 شقة") == ("Ünïcödé 🏠 شقة", [])
 

@@ -9,11 +9,13 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from pfsync_app.atlas.errors import AtlasError
+from pfsync_app.atlas.errors import AtlasError, CredentialsMissing
 from pfsync_app.exceptions import AreaError
 from pfsync_app.jobs import areas
+from pfsync_app.jobs.base import atlas_failure
 from pfsync_app.jobs.clients import build_client
 from pfsync_app.management.base import PfsyncCommand
+from pfsync_app.words import plural, verb
 from pfsync_app.writers.areas import has_areas, unmapped_locations
 
 
@@ -101,6 +103,9 @@ class Command(PfsyncCommand):
         }
         try:
             handlers[options["action"]](options)
+        except CredentialsMissing as exc:
+            # Nothing was sent: said as pf_sync says it, not as a refusal.
+            raise atlas_failure(exc, "Property Finder API") from None
         except AtlasError as exc:
             raise CommandError(f"Property Finder API: {exc}", returncode=2) from None
 
@@ -120,14 +125,15 @@ class Command(PfsyncCommand):
         waiting = sum(row.listings for row in rows)
         if has_areas():
             self.stdout.write(
-                f"{len(rows)} unmapped location(s), {waiting} propert(ies) without an area. "
+                f"{plural(len(rows), 'unmapped location')}, {plural(waiting, 'property')} "
+                "without an area. "
                 "Find one: pf_areas search TEXT; link it: pf_areas link LOCATION_ID AREA_ID."
             )
         else:
             self.stdout.write(
-                f"{len(rows)} unnamed location(s), {waiting} propert(ies) without a location "
-                "name. Find one: pf_areas search TEXT; name it: pf_areas link LOCATION_ID "
-                "--name TEXT (or --search TEXT)."
+                f"{plural(len(rows), 'unnamed location')}, {plural(waiting, 'property')} "
+                "without a location name. Find one: pf_areas search TEXT; name it: "
+                "pf_areas link LOCATION_ID --name TEXT (or --search TEXT)."
             )
 
     def search(self, options: dict[str, Any]) -> None:
@@ -143,7 +149,9 @@ class Command(PfsyncCommand):
             return
         for candidate in found:
             loc = candidate.location
-            if candidate.area_id is not None:
+            if not candidate.links_known:
+                linked = "link unknown"
+            elif candidate.area_id is not None:
                 linked = f"area {candidate.area_id} '{candidate.area_name}'"
             elif candidate.area_name is not None:
                 linked = f"named '{candidate.area_name}'"
@@ -152,6 +160,12 @@ class Command(PfsyncCommand):
             self.stdout.write(
                 f"{loc.id:>8}  {loc.type or '?':<13} {loc.name or '?'}  "
                 f"[{candidate.path}]  {linked}"
+            )
+        if not all(candidate.links_known for candidate in found):
+            self.stderr.write(
+                self.style.WARNING(
+                    "Which host area links each location is not shown: the database cannot be read."
+                )
             )
 
     def link(self, options: dict[str, Any]) -> None:
@@ -189,7 +203,7 @@ class Command(PfsyncCommand):
                         f"Location {result.location_id} is now named '{result.area_name}'."
                     )
                 )
-            self.stdout.write(f"{result.properties_filled} propert(ies) got the name.")
+            self.stdout.write(f"{plural(result.properties_filled, 'property')} got the name.")
             return
         verb = "Created area" if result.created else "Area"
         if result.already_linked:
@@ -207,9 +221,9 @@ class Command(PfsyncCommand):
         if result.previous_location_id is not None:
             self.stdout.write(
                 f"It no longer links location {result.previous_location_id}: "
-                f"{result.properties_cleared} propert(ies) lost the area."
+                f"{plural(result.properties_cleared, 'property')} lost the area."
             )
-        self.stdout.write(f"{result.properties_filled} propert(ies) got the area.")
+        self.stdout.write(f"{plural(result.properties_filled, 'property')} got the area.")
 
     def automap(self, options: dict[str, Any]) -> None:
         with build_client() as client:
@@ -222,14 +236,18 @@ class Command(PfsyncCommand):
         matches = [p for p in proposals if p.status == areas.MATCH]
         if not options["apply"]:
             self.stdout.write(
-                f"{len(matches)} of {len(proposals)} unlinked area(s) match exactly one "
+                f"{len(matches)} of {plural(len(proposals), 'unlinked area')} "
+                f"{verb(len(matches), 'matches', 'match')} exactly one "
                 "location; run with --apply to link them."
             )
             return
         done = [p for p in matches if p.linked]
         filled = sum(p.properties_filled for p in done)
         self.stdout.write(
-            self.style.SUCCESS(f"Linked {len(done)} area(s); {filled} propert(ies) got their area.")
+            self.style.SUCCESS(
+                f"Linked {plural(len(done), 'area')}; {plural(filled, 'property')} "
+                f"got {verb(filled, 'its', 'their')} area."
+            )
         )
 
     def describe(self, proposal: areas.Proposal, verbosity: int) -> str:
@@ -242,7 +260,7 @@ class Command(PfsyncCommand):
                 return self.style.ERROR(f"{text}: not linked: {proposal.error}")
             if proposal.linked:
                 return self.style.SUCCESS(
-                    f"{text}: linked, {proposal.properties_filled} propert(ies) got the area"
+                    f"{text}: linked, {plural(proposal.properties_filled, 'property')} got the area"
                 )
             return text
         if status == areas.AMBIGUOUS:

@@ -10,11 +10,7 @@ from django.core.management.base import CommandParser
 from pfsync_app.jobs.check import MISSING, CheckResult, check_images, find_unreferenced_files
 from pfsync_app.management.base import PfsyncCommand
 from pfsync_app.management.options import add_json, add_property
-
-
-def plural(count: int, word: str) -> str:
-    """``1 image`` / ``2 images``."""
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+from pfsync_app.words import plural
 
 
 class Command(PfsyncCommand):

@@ -9,7 +9,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
-from pfsync_app.exceptions import SyncAborted, first_line
+from pfsync_app.database import database_problem
+from pfsync_app.exceptions import SyncAborted
 from pfsync_app.management.base import COULD_NOT_RUN, PfsyncCommand
 from pfsync_app.management.options import add_json, positive_int
 from pfsync_app.models import SyncRun
@@ -131,7 +132,7 @@ class Command(PfsyncCommand):
         try:
             health = sync_health()
         except DatabaseError as exc:
-            raise SyncAborted(f"cannot check the nightly sync: {first_line(exc)}") from exc
+            raise SyncAborted(f"cannot check the nightly sync: {database_problem(exc)}") from exc
         if as_json:
             self.stdout.write(json.dumps(health.as_dict(), indent=2))
         else:

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from pfsync_app.database import connection_problem
+from pfsync_app.exceptions import SyncAborted
 from pfsync_app.hostschema import schema_report
 from pfsync_app.management.base import PfsyncCommand
 from pfsync_app.management.options import add_json
@@ -25,6 +27,10 @@ class Command(PfsyncCommand):
         add_json(parser, "map")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # A database that cannot be reached would show every host table as missing.
+        problem = connection_problem(options["database"])
+        if problem:
+            raise SyncAborted(problem)
         reports = schema_report(options["database"])
         if options["json"]:
             self.stdout.write(json.dumps([r.as_dict() for r in reports], ensure_ascii=False))

@@ -19,6 +19,7 @@ from pfsync_app.management.options import (
 from pfsync_app.management.progress import progress_for
 from pfsync_app.reports.failures import summarize_failures
 from pfsync_app.reports.summary import COUNTER_LABELS
+from pfsync_app.words import plural, verb
 
 # Unmapped locations listed after a run (-v 2: all of them).
 UNMAPPED_SHOWN = 20
@@ -143,14 +144,15 @@ class Command(PfsyncCommand):
         if result.unmapped_locations:
             out.write(
                 self.style.WARNING(
-                    f"  {len(result.unmapped_locations)} location(s) have no area yet "
+                    f"  {plural(len(result.unmapped_locations), 'location')} "
+                    f"{verb(len(result.unmapped_locations), 'has', 'have')} no area yet "
                     "(python manage.py pf_areas unmapped):"
                 )
             )
             ranked = sorted(result.unmapped_locations.items(), key=lambda item: -item[1])
             shown = ranked if verbosity > 1 else ranked[:UNMAPPED_SHOWN]
             for location_id, count in shown:
-                out.write(f"    location {location_id}: {count} listing(s)")
+                out.write(f"    location {location_id}: {plural(count, 'listing')}")
             if len(ranked) > len(shown):
                 out.write(f"    and {len(ranked) - len(shown)} more")
         if result.run_id is None:

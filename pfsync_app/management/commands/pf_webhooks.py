@@ -7,10 +7,13 @@ import sys
 from django.core.management.base import CommandError, CommandParser
 
 from pfsync_app.atlas import AtlasClient, AtlasError
+from pfsync_app.atlas.errors import CredentialsMissing
+from pfsync_app.jobs.base import atlas_failure
 from pfsync_app.jobs.subscriptions import subscribe
 from pfsync_app.jobs.webhooks import EVENT_TYPES, process_pending
 from pfsync_app.management.base import PfsyncCommand
 from pfsync_app.management.options import positive_int
+from pfsync_app.words import plural
 
 
 class Command(PfsyncCommand):
@@ -63,6 +66,8 @@ class Command(PfsyncCommand):
                 self.subscribe_url(client, options["url"], options["event"], options["secret"])
             else:
                 self.unsubscribe_events(client, options["event_ids"])
+        except CredentialsMissing as exc:
+            raise atlas_failure(exc, "Property Finder API") from None
         except AtlasError as exc:
             raise CommandError(f"pf_webhooks {action} failed: {exc}", returncode=2) from None
         finally:
@@ -91,7 +96,9 @@ class Command(PfsyncCommand):
 
         result = subscribe(client, url, events, secret, done=done, warn=self.warn)
         signed = "signed" if result.signed else "unsigned"
-        self.stdout.write(f"{len(result.added)} subscription(s) added for {url} ({signed}).")
+        self.stdout.write(
+            f"{plural(len(result.added), 'subscription')} added for {url} ({signed})."
+        )
 
     def warn(self, text: str) -> None:
         """A warning on stderr, before any subscription is made."""
