@@ -65,7 +65,7 @@ def test_a_listing_whose_id_holds_a_nul_fails_alone_and_its_page_and_later_pages
     assert error.pf_id == "BADID"
     assert "field id" in error.message and "NUL" in error.message
     assert set(Property.objects.values_list("pf_id", flat=True)) == set(ids) - {ids[1]}
-    # A listing that cannot be named might be any published one: nothing is unpublished.
+    # Its id is no stored listing's: it is seen, so no property is unpublished for it.
     assert result.counters.get("properties_unpublished", 0) == 0
     sb.data.update_listing(ids[1], id=ids[1])
     scenario.converge()
