@@ -259,7 +259,7 @@ class RunRecorder:
         self._finished = True
         run = self.run
         run.finished_at = timezone.now()
-        run.message = redact(message)
+        run.message = _text(redact(message))
         for name, value in self.counters.items():
             setattr(run, name, value)
         run.status = status or _status_for(run.errors)
@@ -335,7 +335,7 @@ class RunRecorder:
             # The server may be up again (a restart, a killed backend): a new connection can say so.
             connection.close()
             SyncRun.objects.filter(pk=self.run.pk, status=SyncRun.Status.RUNNING).update(
-                status=status, finished_at=timezone.now(), message=redact(message)
+                status=status, finished_at=timezone.now(), message=_text(redact(message))
             )
         except DatabaseError:
             what = "failure" if status == SyncRun.Status.FAILED else "interruption"
