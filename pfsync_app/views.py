@@ -33,6 +33,7 @@ from pfsync_app.jobs.webhooks import process_received
 from pfsync_app.models import WebhookEvent
 from pfsync_app.reports.health import sync_health
 from pfsync_app.writers.events import store_event
+from pfsync_app.writers.fit import clean_text
 
 logger = logging.getLogger("pfsync.webhooks")
 
@@ -92,6 +93,9 @@ def _text(value: Any, name: str, column: str, *, required: bool) -> str:
     if "\x00" in text:
         # PostgreSQL text cannot hold NUL; psycopg2 raises ValueError (a 500) on the lookup.
         raise InvalidEvent(f"the event's {name} contains a NUL character")
+    if clean_text(text)[0] != text:
+        # Nor can UTF-8 carry a lone surrogate (a JSON "\ud800" escape): an id is never altered.
+        raise InvalidEvent(f"the event's {name} contains a lone surrogate")
     limit = _FIELD_LIMITS[column]
     if len(text) > limit:
         raise InvalidEvent(f"the event's {name} is longer than {limit} characters")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from .errors import MalformedResponseError
+from .errors import MalformedResponseError, UnreadableRecordError
 from .parsing import parse_listing, parse_location, parse_page, parse_user, parse_webhook
 from .records import InvalidRecord, Listing, Location, Page, RecordError, User, Webhook
 from .transport import Transport, display_url
@@ -156,7 +156,8 @@ class AtlasClient(Transport):
             # Each page's own pagination is trusted as it arrives: the total
             # may change while paging through a list that is being edited.
             next_page = page.next_page
-            if not page.items or next_page is None:
+            # An empty page ends the list; one whose every record was unreadable does not.
+            if not (page.items or page.errors) or next_page is None:
                 return
             if page.total_pages and page_number >= page.total_pages:
                 return
@@ -191,7 +192,7 @@ class AtlasClient(Transport):
                     return user
             for error in page.errors:
                 if error.record_id == wanted:
-                    raise MalformedResponseError(f"Atlas answered an unreadable {error}")
+                    raise UnreadableRecordError(f"Atlas answered an unreadable {error}")
         return None
 
     # -- listings --------------------------------------------------------------

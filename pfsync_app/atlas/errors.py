@@ -17,6 +17,7 @@ __all__ = [
     "FirewallBlockedError",
     "MalformedResponseError",
     "RateLimitedError",
+    "UnreadableRecordError",
 ]
 
 
@@ -134,6 +135,13 @@ class FirewallBlockedError(ApiError):
 
 class MalformedResponseError(AtlasError):
     """Atlas answered 2xx but the body is not what the spec describes."""
+
+
+class UnreadableRecordError(MalformedResponseError):
+    """The record asked for was returned but cannot be read (a field of the wrong type...).
+
+    Not a fault of the answer as a whole: asking again gets the same record.
+    """
 
 
 class AtlasConnectionError(AtlasError):

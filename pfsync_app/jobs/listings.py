@@ -35,9 +35,11 @@ from pfsync_app.models import Property
 from pfsync_app.reports.causes import Cause, cause_of
 from pfsync_app.reports.recorder import RunRecorder
 from pfsync_app.words import plural, verb
+from pfsync_app.writers.fit import clean_text
 from pfsync_app.writers.images import ImagePlan, plan_images
 from pfsync_app.writers.listings import (
     Lookups,
+    id_problem,
     listing_agrees_with_rows,
     listing_fingerprints,
     properties_with_images,
@@ -104,9 +106,12 @@ class ListingStage:
         A listing is skipped as unchanged only when its fingerprint is the one
         recorded and its rows hold what it would write (``listing_agrees_with_rows``):
         a property unpublished meanwhile, or an edited row, is written again. The
-        page's rows are read in bulk, once, for both.
+        page's rows are read in bulk, once, for both. A listing whose id cannot be
+        stored fails first, alone (``_storable``): a query naming it would fail the page.
         """
-        mapped = [map_listing(listing, self.extra) for listing in listings]
+        mapped = [
+            map_listing(listing, self.extra) for listing in listings if self._storable(listing)
+        ]
         pf_ids = [values.pf_id for values in mapped]
         fingerprints = listing_fingerprints(pf_ids) if self.skip_unchanged else {}
         existing, rows_by_property = properties_with_images(pf_ids)
@@ -130,6 +135,15 @@ class ListingStage:
         if work:
             self._save_changed(work, existing, rows_by_property)
         self.recorder.checkpoint()
+
+    def _storable(self, listing: records.Listing) -> bool:
+        """Whether the listing's id can be stored; one that cannot fails here, alone."""
+        problem = id_problem(listing.id)
+        if problem is None:
+            return True
+        self._fail(listing.id, f"{problem} (field id)", Cause("invalid_record"))
+        self.progress.advance("listings")
+        return False
 
     def _note_location(self, values: PropertyValues) -> None:
         if values.location_id is not None and not self.lookups.linked(values.location_id):
@@ -345,7 +359,8 @@ class ListingStage:
 
     def _fail(self, pf_id: str, message: str, cause: Cause | None = None) -> None:
         self.recorder.error("listing.failed", message, pf_id=pf_id, cause=cause)
-        self.failures.append(f"listing {pf_id}: {message}")
+        # Printed as the report entry names it: a NUL in an id would cut a terminal's line.
+        self.failures.append(f"listing {clean_text(pf_id)[0]}: {message}")
 
     def report_unmapped(self) -> None:
         """One warning per location whose listings were saved with no area; one for the fallback."""

@@ -32,6 +32,7 @@ from pfsync_app.models import SyncRun
 from pfsync_app.reports.alerts import send_run_alert, send_stopped_run_alert
 from pfsync_app.reports.causes import Cause, cause_of
 from pfsync_app.words import plural
+from pfsync_app.writers.fit import clean_text
 from pfsync_app.writers.listings import published_pf_ids, unpublish
 
 logger = logging.getLogger("pfsync.sync")
@@ -242,8 +243,10 @@ class SyncJob(Job):
                 # A listing we cannot name might be any of the published ones.
                 self.fetch_complete = False
             field_text = f" (field {error.field})" if error.field else ""
+            # Named as its report entry names it: a NUL or lone surrogate cannot be printed.
+            name = clean_text(str(error.record_id or "?"))[0]
             self._fail(
-                f"{kind} {error.record_id or '?'}",
+                f"{kind} {name}",
                 f"{kind}.invalid",
                 f"{error.message}{field_text}",
                 str(error.record_id or ""),

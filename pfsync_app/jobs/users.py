@@ -16,9 +16,10 @@ from pfsync_app.atlas import records
 from pfsync_app.exceptions import RecordRejected, first_line
 from pfsync_app.hostmap import host_map
 from pfsync_app.mapping import UserValues, map_user
+from pfsync_app.reports.causes import Cause
 from pfsync_app.reports.recorder import RunRecorder
 from pfsync_app.writers.outcomes import CREATED, UPDATED, UserOutcome
-from pfsync_app.writers.users import save_user, unchanged_users
+from pfsync_app.writers.users import id_problem, save_user, unchanged_users
 
 
 def record_user_outcome(
@@ -69,10 +70,23 @@ class UserStage:
     def save(self, users: list[records.User], advance: Callable[[], None]) -> None:
         """Save one page's users; ``advance()`` is called once per user done."""
         extra = host_map()["user"].extra
-        mapped = [map_user(user, extra) for user in users]
+        mapped = []
+        for user in users:
+            values = map_user(user, extra)
+            # An id no column can hold fails its user here, before a query names it.
+            problem = id_problem(values)
+            if problem is None:
+                mapped.append(values)
+                continue
+            self.recorder.error(
+                "user.failed", problem, pf_id=str(user.id), cause=Cause("invalid_record")
+            )
+            self.failures.append(f"user {user.id}: {problem}")
+            advance()
         # One query tells which users are already up to date: they cost nothing more.
         unchanged = unchanged_users(mapped)
-        for user, values in zip(users, mapped, strict=True):
+        for values in mapped:
+            user = values.record
             if user.id in unchanged and not values.warnings:
                 advance()
                 continue

@@ -33,6 +33,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_chain, wait_fixed
 
 from pfsync_app.atlas import AtlasClient, AtlasError
+from pfsync_app.atlas.errors import UnreadableRecordError
 from pfsync_app.conf import SETTINGS, pfsync_settings
 from pfsync_app.exceptions import (
     EventDeferred,
@@ -64,6 +65,7 @@ from pfsync_app.writers.listings import (
 from pfsync_app.writers.lock import writer_lock
 from pfsync_app.writers.outcomes import UNCHANGED
 from pfsync_app.writers.users import agent_id_of, save_user
+from pfsync_app.writers.users import id_problem as user_id_problem
 
 logger = logging.getLogger("pfsync.webhooks")
 
@@ -375,10 +377,17 @@ def _listing_unpublished(event: WebhookEvent, batch: WebhookBatch) -> str:
 
 def _user_synced(event: WebhookEvent, batch: WebhookBatch) -> str:
     user_id = _user_id(event)
-    record = batch.open_client().get_user(user_id)
+    try:
+        record = batch.open_client().get_user(user_id)
+    except UnreadableRecordError as exc:
+        # Asking again gets the same record: the nightly run reports it until it is mended.
+        raise EventIgnored(f"Property Finder's record cannot be read: {exc}") from exc
     if record is None:
         raise EventIgnored(f"Property Finder returns no user {user_id}; nothing was synced")
     values = map_user(record, host_map()["user"].extra)
+    problem = user_id_problem(values)
+    if problem is not None:
+        raise EventIgnored(f"the user cannot be saved: {problem}")
     outcome = save_user(values)
     record_user_outcome(batch.recorder, user_id, values, outcome, f"{event.event_type} event")
     if outcome.action == UNCHANGED:

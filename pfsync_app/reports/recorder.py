@@ -29,6 +29,8 @@ from pfsync_app.reports.logs import (
     set_current_run,
 )
 from pfsync_app.reports.report_file import report_file_failure
+from pfsync_app.writers.events import storable_payload
+from pfsync_app.writers.fit import clean_text
 from pfsync_app.writers.lock import process_is_alive
 
 logger = logging.getLogger(__name__)
@@ -87,8 +89,9 @@ def writing_run_in_progress() -> bool:
 
 
 def _text(value: object) -> str:
-    """Text fit for any database: PostgreSQL refuses NUL characters, which API data may echo."""
-    return str(value or "").replace("\x00", "")
+    """Text fit for any database: without the NUL characters and lone surrogates that
+    PostgreSQL and UTF-8 refuse, which API data (an id, a name) may echo into a message."""
+    return clean_text(str(value or ""))[0]
 
 
 class RunRecorder:
@@ -256,7 +259,7 @@ class RunRecorder:
         self._finished = True
         run = self.run
         run.finished_at = timezone.now()
-        run.message = redact(message)
+        run.message = _text(redact(message))
         for name, value in self.counters.items():
             setattr(run, name, value)
         run.status = status or _status_for(run.errors)
@@ -332,7 +335,7 @@ class RunRecorder:
             # The server may be up again (a restart, a killed backend): a new connection can say so.
             connection.close()
             SyncRun.objects.filter(pk=self.run.pk, status=SyncRun.Status.RUNNING).update(
-                status=status, finished_at=timezone.now(), message=redact(message)
+                status=status, finished_at=timezone.now(), message=_text(redact(message))
             )
         except DatabaseError:
             what = "failure" if status == SyncRun.Status.FAILED else "interruption"
@@ -390,5 +393,6 @@ def _status_for(errors: int) -> str:
 
 
 def _json_safe(options: dict[str, Any]) -> dict[str, Any]:
-    """Options as stored JSON: paths, dates and the like become strings."""
-    return json.loads(json.dumps(options, default=str))
+    """Options as stored JSON: paths, dates and the like become strings, text as the
+    database can store it (an area name given with NUL, say)."""
+    return storable_payload(json.loads(json.dumps(options, default=str)))

@@ -102,7 +102,12 @@ def problem(status: int, detail: str, errors: list[dict] | None = None) -> dict:
 
 def _json_answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Answer:
     content_type = PROBLEM_JSON if status >= 400 else "application/json"
-    data = json.dumps(body, ensure_ascii=False).encode()
+    try:
+        data = json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # A hostile record set by a test (a lone surrogate in a name) is served as JSON
+        # escapes, "\ud800", as an API can send it: UTF-8 cannot carry it any other way.
+        data = json.dumps(body).encode()
     return Answer(status, data, content_type, headers or {})
 
 
@@ -472,6 +477,11 @@ class _Handler(BaseHTTPRequestHandler):
         if status and status not in ("active", "inactive"):
             raise _BadRequest(f"status must be active or inactive, not {status!r}", "/status")
 
+        filters = ("search", "status", "roleId", "publicProfileId", "id", "email")
+        if not any(query.get(name) for name in filters):
+            # Every user as stored, also a hostile one no filter could read (serve_records).
+            return self._paginated(sandbox, target, "data", users, list, page, per_page)
+
         def keep(user: dict) -> bool:
             profile = user.get("publicProfile") or {}
             name = f"{user['firstName']} {user.get('lastName') or ''}".lower()
@@ -485,7 +495,13 @@ class _Handler(BaseHTTPRequestHandler):
                 and _listed(query.get("email"), user["email"])
             )
 
-        users = [u for u in users if keep(u)]
+        def kept(user: Any) -> bool:
+            try:
+                return keep(user)
+            except (AttributeError, KeyError, TypeError):
+                return False  # a hostile record no filter can read (serve_records)
+
+        users = [u for u in users if kept(u)]
         return self._paginated(sandbox, target, "data", users, list, page, per_page)
 
     def _listings(self, sandbox: Sandbox, target: str, query: dict[str, str]) -> Answer:
@@ -498,8 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
         draft = query.get("draft") == "true"
         archived = query.get("archived") == "true"
         if wanted:
-            present = set(data.listing_ids())
-            ids = [i for i in dict.fromkeys(wanted) if i in present]
+            ids = data.resolve_ids(wanted)
         else:
             ids = data.listing_ids(include_hidden=draft or archived)
         filters = {

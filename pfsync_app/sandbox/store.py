@@ -111,6 +111,7 @@ class SandboxData:
             self._order.append(listing_id)
             self._generated[listing_id] = index
         self._changed: dict[str, dict] = {}
+        self._aliases: dict[str, str] = {}  # a served record's own id -> its key (serve_records)
         self._hidden: set[str] = set()
         self._next_listing = listings
         self._added_images = 0
@@ -195,12 +196,15 @@ class SandboxData:
                 listing = self._get(parts[2])
             except KeyError:
                 return None
-            for image in (listing.get("media") or {}).get("images") or []:
-                for variant in image.values():
-                    if isinstance(variant, dict) and variant.get("url") == full:
-                        # An image whose size the API leaves out is still a picture.
-                        width, height = variant.get("width"), variant.get("height")
-                        return int(width or UNSIZED[0]), int(height or UNSIZED[1])
+            try:
+                for image in (listing.get("media") or {}).get("images") or []:
+                    for variant in image.values():
+                        if isinstance(variant, dict) and variant.get("url") == full:
+                            # An image whose size the API leaves out is still a picture.
+                            width, height = variant.get("width"), variant.get("height")
+                            return _pixels(width, UNSIZED[0]), _pixels(height, UNSIZED[1])
+            except (AttributeError, TypeError):
+                return None  # a hostile record (serve_records) names no image it can serve
         return None
 
     def image_bytes(self, url: str) -> bytes:
@@ -396,6 +400,52 @@ class SandboxData:
                 f"listing {listing_id!r} has {len(images)} images; there is no position {position}"
             )
 
+    # --- hostile records
+
+    def serve_records(
+        self, *, users: list[Any] | None = None, listings: list[Any] | None = None
+    ) -> list[str]:
+        """Serve exactly these JSON values as the API's users and listings, in this order.
+
+        The knob of the hostile-record tests: any value is served as given (a NUL
+        or a lone surrogate in a text, a list where an id belongs, a record missing
+        its id, two records with one id). Listing ``i`` is kept under the key
+        ``raw-i`` (the keys are returned, in order); ``raw_image_url(key, n)`` is
+        an image the sandbox serves when the listing's ``media.images`` names it.
+        ``None`` leaves that kind as it is. No webhook events are sent.
+        """
+        with self._lock:
+            keys: list[str] = []
+            if users is not None:
+                # Keyed by position: a hostile user may have no id, or one no dict can hold.
+                self._users = {index: copy.deepcopy(raw) for index, raw in enumerate(users)}
+            if listings is not None:
+                keys = [f"raw-{index}" for index in range(len(listings))]
+                self._order = list(keys)
+                self._generated = {}
+                self._hidden = set()
+                self._changed = {
+                    key: copy.deepcopy(raw) for key, raw in zip(keys, listings, strict=True)
+                }
+                # filter[ids] finds a served listing by its own id too (the first one with it).
+                self._aliases = {}
+                for key, raw in zip(keys, listings, strict=True):
+                    listing_id = raw.get("id") if isinstance(raw, dict) else None
+                    if isinstance(listing_id, str):
+                        self._aliases.setdefault(listing_id, key)
+            return keys
+
+    def resolve_ids(self, wanted: Iterable[str]) -> list[str]:
+        """The keys of the listings with these ids (a served record's own id included)."""
+        with self._lock:
+            present = set(self._order)
+            keys = (i if i in present else self._aliases.get(i) for i in wanted)
+            return list(dict.fromkeys(key for key in keys if key in present))
+
+    def raw_image_url(self, key: str, number: int) -> str:
+        """The URL of image ``number`` of the served record ``key`` (see ``serve_records``)."""
+        return f"{self.base_url}/images/{key}/{number}.jpg"
+
     # --- changing users
 
     def update_user(self, user_id: int, **changes: Any) -> dict:
@@ -448,6 +498,13 @@ class SandboxData:
             if entity_type == "listing":
                 return entity_id in self._changed or entity_id in self._generated
             return entity_id.isdigit() and int(entity_id) in self._users
+
+
+def _pixels(value: Any, unsized: int) -> int:
+    """An image side the API gives as a size to render; ``unsized`` for none or an absurd one."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 10_000:
+        return int(value)
+    return unsized
 
 
 def _dig(node: Any, dotted: str) -> Any:

@@ -17,10 +17,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
-from pfsync_app.exceptions import AreaError, RecordRejected, first_line
+from pfsync_app.exceptions import AreaError, RecordRejected, RowRefused, first_line
 from pfsync_app.hostmap import README_SECTION
+from pfsync_app.introspection import model_columns
 from pfsync_app.models import Area, ListingState, LocationName, Property
 from pfsync_app.writers.columns import host_table
+from pfsync_app.writers.fit import clean_text, fit_row
 
 #: The longest name pfsync keeps for a location (and HOST_SCHEMA's area name).
 AREA_NAME_MAX = LocationName._meta.get_field("name").max_length
@@ -99,9 +101,23 @@ def unmapped_locations() -> list[UnmappedLocation]:
     ]
 
 
+def _storable_location_id(location_id: int, table: str) -> None:
+    """AreaError when the location id does not fit the column that would hold it unaltered."""
+    if table == "area":
+        areas = host_table("area")
+        values, identifiers = areas.to_columns({"pf_location_id": location_id}), areas.columns()
+    else:
+        values, identifiers = {"location_id": location_id}, model_columns(LocationName)
+    try:
+        fit_row(identifiers, values, identifiers=set(values))
+    except RowRefused as exc:
+        raise AreaError(f"location id {location_id} cannot be stored: {exc}.") from None
+
+
 def _link(
     location_id: int, area_id: int | None, create_name: str | None, force: bool
 ) -> LinkResult:
+    _storable_location_id(location_id, "area")
     holder = Area.objects.select_for_update().filter(pf_location_id=location_id).first()
     if holder is not None and (area_id is None or holder.pk != area_id):
         raise AreaError(
@@ -135,7 +151,7 @@ def _link(
 
 
 def _create_area(name: str, location_id: int, force: bool) -> Area:
-    name = " ".join((name or "").split())
+    name = " ".join(clean_text(name or "")[0].split())
     if not name:
         raise AreaError("--create needs a non-empty area name.")
     if len(name) > AREA_NAME_MAX:
@@ -261,7 +277,9 @@ def link(location_id: int, area_id: int | None, create_name: str | None, force: 
 
 def link_name(location_id: int, name: str, force: bool) -> LinkResult:
     """Give a location its name (a site without areas) and fill its properties' name column."""
-    name = " ".join((name or "").split())
+    _storable_location_id(location_id, "name")
+    # The name may come from the API (pf_areas link --search): text as the database keeps it.
+    name = " ".join(clean_text(name or "")[0].split())
     if not name:
         raise AreaError("--name needs a non-empty name.")
     if len(name) > AREA_NAME_MAX:

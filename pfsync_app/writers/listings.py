@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from pfsync_app.exceptions import RecordRejected
+from pfsync_app.exceptions import RecordRejected, RowRefused
 from pfsync_app.introspection import TableColumns, model_columns
 from pfsync_app.mapping import PropertyValues, render_changes
 from pfsync_app.media.download import StoredImage
@@ -107,6 +107,24 @@ def property_fields(values: PropertyValues, lookups: Lookups) -> dict[str, Any]:
     target["area"] = lookups.area_id(values.location_id)
     target["location_name"] = lookups.location_name(values.location_id)
     return target
+
+
+def id_problem(pf_id: str) -> str | None:
+    """Why a listing id cannot be stored unaltered (a NUL, a lone surrogate, too long), or None.
+
+    Asked before a page's rows are looked up: a query naming such an id fails as
+    its write would, and would take the whole page with it. The id lives in
+    pfsync's cursor (``ListingState``) and in the host's pf_id column when it
+    has one; ids are never altered (``writers.fit``), so such a listing fails alone.
+    """
+    try:
+        fit_row(_state_columns(), {"pf_id": pf_id}, identifiers={"pf_id"})
+        table = properties()
+        if table.holds("pf_id"):
+            table.fit(table.to_columns({"pf_id": pf_id}), identifiers=("pf_id",))
+    except RowRefused as exc:
+        return str(exc)
+    return None
 
 
 def property_target(values: PropertyValues, fields: dict[str, Any], cover: str | None) -> Fitted:
@@ -220,7 +238,7 @@ def save_listing(
             outcome.warnings += [w for w in written.warnings if w not in outcome.warnings]
         outcome.area_id = fields["area"]
         write_images(outcome, values, plan, stored, now)
-        _save_state(values, outcome.property_id, fingerprint, now)
+        outcome.warnings += _save_state(values, outcome.property_id, fingerprint, now)
         if existing is None or changed:
             send_signal(
                 after_property_save,
@@ -272,8 +290,14 @@ def _state_columns() -> TableColumns:
     return model_columns(ListingState)
 
 
-def _save_state(values: PropertyValues, property_id: int, fingerprint: str, now: datetime) -> None:
-    """Record the listing's cursor: what was written, to skip it next time when unchanged."""
+def _save_state(
+    values: PropertyValues, property_id: int, fingerprint: str, now: datetime
+) -> list[str]:
+    """Record the listing's cursor: what was written, to skip it next time when unchanged.
+
+    Returns the warnings of fitting its location id (one beyond the column is kept empty).
+    """
+    location = fit_row(_state_columns(), {"location_id": values.location_id})
     ListingState.objects.bulk_create(
         [
             ListingState(
@@ -281,7 +305,7 @@ def _save_state(values: PropertyValues, property_id: int, fingerprint: str, now:
                 property_id=property_id,
                 pf_updated_at=values.fields.get("pf_updated_at"),
                 fingerprint=fingerprint,
-                location_id=values.location_id,
+                location_id=location.values["location_id"],
                 title=clean_text(str(values.fields.get("title") or ""))[0][:STATE_TITLE_MAX],
                 synced_at=now,
             )
@@ -297,6 +321,7 @@ def _save_state(values: PropertyValues, property_id: int, fingerprint: str, now:
             "synced_at",
         ],
     )
+    return location.warnings
 
 
 def listing_fingerprints(pf_ids: list[str]) -> dict[str, str]:

@@ -19,12 +19,13 @@ from django.contrib.auth.hashers import make_password
 from django.db import transaction
 from django.utils import timezone
 
-from pfsync_app.exceptions import RecordRejected
+from pfsync_app.exceptions import RecordRejected, RowRefused
+from pfsync_app.introspection import model_columns
 from pfsync_app.mapping import UserValues, render_changes
 from pfsync_app.models import Agent, AgentLink
 from pfsync_app.signals import after_user_save, before_user_save
 from pfsync_app.writers.columns import HostTable, host_table, send_signal
-from pfsync_app.writers.fit import clean_text
+from pfsync_app.writers.fit import clean_text, fit_row
 from pfsync_app.writers.outcomes import CREATED, UNCHANGED, UPDATED, UserOutcome
 
 USER_FIELDS = ("first_name", "last_name", "email", "phone", "role")
@@ -131,6 +132,32 @@ def _target(values: UserValues, profile_id: int | None) -> dict[str, Any]:
     fields = {name: values.fields[name] for name in USER_FIELDS}
     fields.update(pf_user_id=values.pf_user_id, pf_public_profile_id=profile_id)
     return {**table.to_columns(fields), **values.extras}
+
+
+#: The API field each of a user's ids comes from, for the message of one that cannot be stored.
+ID_FIELDS = {"pf_user_id": "id", "pf_public_profile_id": "publicProfile.id"}
+
+
+def id_problem(values: UserValues) -> str | None:
+    """Why one of the user's ids cannot be stored unaltered (out of the column's range), or None.
+
+    Asked before the page's users are looked up: a query naming such an id fails
+    as its write would, and would take every user of the page with it. The
+    message ends with the API field, ``(field id)``.
+    """
+    table = users()
+    for name, api_field in ID_FIELDS.items():
+        value = getattr(values, name)
+        if value is None:
+            continue
+        try:
+            if table.holds(name):
+                table.fit(table.to_columns({name: value}), identifiers=IDS)
+            else:
+                fit_row(model_columns(AgentLink), {name: value}, identifiers={name})
+        except RowRefused as exc:
+            return f"{exc} (field {api_field})"
+    return None
 
 
 def unchanged_users(values_list: list[UserValues]) -> set[int]:

@@ -285,3 +285,15 @@ def test_location_search_needs_two_characters_before_any_request(api, clock, tex
         make_client(clock).search_locations(text)
 
     assert len(api.calls) == 0
+
+
+def test_a_page_whose_every_record_is_unreadable_does_not_end_the_paging(api, clock):
+    unreadable = [listing_json(id="A", bedrooms=[2]), "not a listing"]
+    on_page(api, LISTINGS_URL, 1, page_body(unreadable, page=1, per_page=2, total=4))
+    on_page(api, LISTINGS_URL, 2, page_body(listings("C", "D"), page=2, per_page=2, total=4))
+
+    pages = list(make_client(clock).iter_listing_pages(per_page=2))
+
+    assert requested_pages(api) == [1, 2]
+    assert [len(page.errors) for page in pages] == [2, 0]
+    assert [listing.id for listing in pages[1].items] == ["C", "D"]

@@ -6,9 +6,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pfsync_app.atlas import parsing, records
 from pfsync_app.atlas.errors import MalformedResponseError
+from tests.fixtures import hostile
 from tests.fixtures.atlas import LISTING, listing_json, location_json, page_body, user_json
 
 
@@ -362,3 +365,34 @@ def test_a_page_without_its_list_or_pagination_is_a_malformed_response(body, com
 
     assert complaint in str(caught.value)
     assert "https://atlas.test/v1/listings?page=1" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "items_key", "parser", "keys"),
+    [
+        ("listing", "results", parsing.parse_listing, hostile.LISTING_KEYS),
+        ("user", "data", parsing.parse_user, hostile.USER_KEYS),
+        ("location", "data", parsing.parse_location, hostile.LOCATION_KEYS),
+    ],
+    ids=["listings", "users", "locations"],
+)
+@settings(max_examples=30 * settings.default.max_examples)
+@given(data=st.data())
+def test_any_record_is_read_or_is_one_error_naming_its_field_and_nothing_else_escapes(
+    kind, items_key, parser, keys, data
+):
+    raw_items = data.draw(st.lists(hostile.records(keys), max_size=4))
+
+    page = parsing.parse_page(
+        page_body(raw_items, key=items_key),
+        kind=kind,
+        items_key=items_key,
+        parser=parser,
+        url="https://atlas.test/v1/x",
+        requested_page=1,
+        requested_per_page=100,
+    )
+
+    assert len(page.items) + len(page.errors) == len(raw_items)
+    for error in page.errors:
+        assert error.kind == kind and error.field and error.message

@@ -22,7 +22,7 @@ from django.db.utils import OperationalError
 
 from pfsync_app.exceptions import SyncAborted
 from pfsync_app.jobs.sync import SyncOptions, run_sync
-from pfsync_app.models import Property, PropertyImage, RunLock, SyncRun
+from pfsync_app.models import Agent, Property, PropertyImage, RunLock, SyncRun
 from pfsync_app.sandbox import Sandbox
 from tests.fixtures.faults import (
     SMALL,
@@ -40,6 +40,7 @@ pytestmark = pytest.mark.fault_scenario
 
 IMAGES = PropertyImage._meta.db_table
 PROPERTIES = Property._meta.db_table
+AGENTS = Agent._meta.db_table
 
 
 def saved_rows(db) -> set[tuple]:
@@ -131,6 +132,38 @@ def test_a_sync_killed_at_any_moment_is_completed_by_the_next_run_without_duplic
         # row uses (pf_sync does not delete files it cannot prove are its own leftovers).
         unreferenced_files(db, sb)
     record_scenario("", True, len(lost))
+
+
+@pytest.mark.slow
+def test_the_nights_of_the_nul_records_exit_1_with_one_line_each_and_no_traceback(db):
+    with Sandbox(**SMALL) as sb:
+        users = sb.data.users()
+        listing_ids = sb.data.listing_ids()
+        sb.data.update_user(users[0]["id"], firstName="Lay\x00la", email="lay\x00la@agency.ae")
+        sb.data.update_listing(listing_ids[0], id="BAD\x00ID")
+
+        night = manage(db, "pf_sync", sb=sb)
+
+        assert night.returncode == 1, night.stderr
+        assert "Traceback" not in night.stderr + night.stdout
+        assert "\x00" not in night.stdout
+        [failure] = [line for line in night.stdout.splitlines() if "BADID" in line]
+        assert "field id" in failure
+        synced = {pf_id for (pf_id,) in db.query(f"SELECT pf_id FROM {PROPERTIES}")}
+        assert synced == set(listing_ids[1:])
+        [(first_name,)] = db.query(
+            f"SELECT first_name FROM {AGENTS} WHERE pf_user_id = {users[0]['id']}"
+        )
+        assert first_name == "Layla"
+
+        sb.data.update_listing(listing_ids[0], id=listing_ids[0])
+        mended = manage(db, "pf_sync", sb=sb)
+
+        assert mended.returncode == 0, mended.stderr
+        assert_consistent(db, sb)
+        final = {pf_id for (pf_id,) in db.query(f"SELECT pf_id FROM {PROPERTIES}")}
+        assert final == set(listing_ids)
+    record_scenario("", True, len(synced - final))
 
 
 if connection.vendor == "postgresql":

@@ -422,3 +422,50 @@ def test_a_refused_link_ends_its_run_as_failed_with_the_sentence(synced):
     run = SyncRun.objects.get(command="pf_areas")
     assert run.status == SyncRun.Status.FAILED
     assert "area 999999 does not exist" in run.message
+
+
+class HostileLocations:
+    """An Atlas client whose location search answers hostile records (ids, names)."""
+
+    def __init__(self, found: dict[str, list[Any]]) -> None:
+        self.found = found
+
+    def search_locations(self, text: str, **filters: Any) -> list[Any]:
+        return self.found.get(text, [])
+
+
+def location(location_id: int, name: str) -> Any:
+    from pfsync_app.atlas.records import Location
+
+    return Location(id=location_id, type="COMMUNITY", name=name, path=(), lat=None, lng=None)
+
+
+def test_automap_refuses_alone_a_location_whose_id_no_area_can_hold_and_links_the_rest(db):
+    Area.objects.create(name="Deira")
+    Area.objects.create(name="Mirdif")
+    client = HostileLocations(
+        {"Deira": [location(10**12, "Deira")], "Mirdif": [location(60, "Mirdif")]}
+    )
+
+    proposals = {p.area_name: p for p in areas.automap(client, apply=True)}
+
+    assert proposals["Mirdif"].linked
+    assert Area.objects.get(name="Mirdif").pf_location_id == 60
+    assert not proposals["Deira"].linked
+    assert "location id 1000000000000 cannot be stored" in proposals["Deira"].error
+    assert Area.objects.get(name="Deira").pf_location_id is None
+
+
+def test_a_link_of_a_location_id_beyond_the_column_is_one_sentence(db):
+    area = Area.objects.create(name="Somewhere")
+
+    with pytest.raises(AreaError, match=r"^location id 10000000000000 cannot be stored"):
+        areas.link_location(10**13, area.pk)
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\ud800"], ids=["nul", "lone-surrogate"])
+def test_a_new_area_named_with_text_the_database_refuses_is_created_without_it(synced, bad):
+    result = areas.link_location(50, create_name=f"Dubai{bad} Marina")
+
+    assert result.area_name == "Dubai Marina"
+    assert Area.objects.get(pf_location_id=50).name == "Dubai Marina"

@@ -236,3 +236,20 @@ def test_a_new_agent_whose_usual_usernames_are_taken_still_gets_a_unique_one():
     outcome = save_user(UserValues(pf_user_id=77, pf_public_profile_id=None, fields=fields))
     assert outcome.action == "created"
     assert Agent.objects.get(pf_user_id=77).username == "layla-pf77-2"
+
+
+def test_the_failure_lines_of_hostile_ids_hold_nothing_a_terminal_cannot_print(sandbox_settings):
+    sb = sandbox_settings
+    ids = [raw["id"] for raw in sb.data.listings()]
+    sb.data.update_listing(ids[0], **{"id": "A\ud800B", "bedrooms": [2]})
+    sb.data.update_listing(ids[1], id="C\x00D")
+    sb.data.update_listing(ids[2], id="E\udfffF")
+
+    result = sync(sb)
+
+    assert result.exit_code == 1
+    assert len(result.failures) == 3
+    for line in result.failures:
+        line.encode("utf-8")  # a lone surrogate would raise here, as printing it would
+        assert "\x00" not in line
+    assert Property.objects.count() == len(ids) - 3

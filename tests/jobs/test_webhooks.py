@@ -335,3 +335,25 @@ def test_pf_webhooks_process_says_when_nothing_is_pending(db, sb, capsys):
 def test_pf_webhooks_process_refuses_a_limit_below_one(db, sb):
     with pytest.raises(CommandError, match="at least 1"):
         call_command("pf_webhooks", "process", "--limit", "0")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"firstName": ["Layla"]}, "an unreadable user 50001 field firstName"),
+        ({"publicProfile.id": 10**30}, "field publicProfile.id"),
+    ],
+    ids=["unreadable", "profile-id-beyond-the-column"],
+)
+def test_a_user_event_for_a_record_pfsync_cannot_save_is_ignored_saying_why(
+    db, client, sb, change, reason
+):
+    user_id = sb.data.users()[1]["id"]
+    sb.data.update_user(user_id, **change)
+
+    event = deliver(client, sb, "user.updated", user_id)
+
+    row = stored(event)
+    assert row.status == WebhookEvent.Status.IGNORED
+    assert reason in row.last_error
+    assert not Agent.objects.filter(pf_user_id=user_id).exists()

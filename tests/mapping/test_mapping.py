@@ -8,9 +8,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
 
 from pfsync_app.atlas.parsing import parse_listing, parse_user
+from pfsync_app.atlas.records import InvalidRecord
 from pfsync_app.mapping import changed_fields, map_listing, map_user, render_changes
+from tests.fixtures import hostile
 
 
 def listing(**overrides):
@@ -217,3 +220,29 @@ def test_changes_are_described_field_by_field():
 def test_equal_decimals_and_a_float_of_the_same_value_are_not_a_change():
     assert changed_fields({"size": Decimal("1.50")}, {"size": Decimal("1.5")}) == {}
     assert changed_fields({"size": Decimal("1.5")}, {"size": 1.5}) == {}
+
+
+@settings(max_examples=30 * settings.default.max_examples)
+@given(raw=hostile.records(hostile.LISTING_KEYS))
+def test_any_listing_that_parses_maps_and_has_a_fingerprint(raw):
+    try:
+        record, _ = parse_listing(raw)
+    except InvalidRecord:
+        return  # one error entry of its page: tests/atlas/test_records.py
+    values = map_listing(record)
+    assert values.pf_id == record.id
+    assert len(values.fingerprint()) == 64
+    for warning in values.warnings:
+        assert isinstance(warning, str)
+
+
+@settings(max_examples=30 * settings.default.max_examples)
+@given(raw=hostile.records(hostile.USER_KEYS))
+def test_any_user_that_parses_maps(raw):
+    try:
+        record, _ = parse_user(raw)
+    except InvalidRecord:
+        return
+    values = map_user(record)
+    assert values.pf_user_id == record.id
+    assert all(isinstance(value, str) for value in values.fields.values())

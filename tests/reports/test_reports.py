@@ -537,3 +537,14 @@ def test_an_entry_echoing_a_nul_character_from_the_api_is_still_recorded():
     recorder.finish()
     entry = ReportEntry.objects.get(run=recorder.run)
     assert (entry.pf_id, entry.message) == ("XY", "title 'ab' is odd")
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\ud800"], ids=["nul", "lone-surrogate"])
+def test_a_run_ended_by_an_error_echoing_text_the_database_refuses_is_still_recorded(bad):
+    with pytest.raises(ValueError), RunRecorder.start("pf_sync", options={"name": f"a{bad}b"}):
+        raise ValueError(f"listing L{bad}1 cannot be read")
+
+    run = SyncRun.objects.get()
+    assert run.status == SyncRun.Status.FAILED
+    assert run.options["name"] == "ab"
+    assert "listing L1" in run.message

@@ -316,3 +316,47 @@ def test_a_twin_stored_by_a_concurrent_delivery_is_answered_as_a_duplicate(
     assert response.status_code == 200
     assert response.json()["status"] == "duplicate"
     assert WebhookEvent.objects.get().entity_id == "twin"
+
+
+@pytest.mark.parametrize(
+    "bad", ["\x00", "\ud800", "\udfff\x00"], ids=["nul", "lone-surrogate", "both"]
+)
+def test_text_the_database_refuses_in_a_payload_is_removed_and_the_event_stored_and_processed(
+    db, client, signed, bad
+):
+    event = action_event()
+    event["payload"]["remarks"] = f"call{bad} me"
+    event["payload"]["message"]["en"] = f"Update{bad} the location."
+    event["payload"]["listing"]["reference"] = f"PF{bad}-REF"
+    event["payload"][f"key{bad}"] = [f"a{bad}", float("nan"), 10**40]
+
+    response = post(client, encode(event))
+
+    assert response.status_code == 200, response.json()
+    row = WebhookEvent.objects.get(event_id=event["id"])
+    payload = row.payload["payload"]
+    assert payload["remarks"] == "call me"
+    assert payload["key"] == ["a", None, 10**40]
+    assert row.status == WebhookEvent.Status.PROCESSED
+    entry = ReportEntry.objects.get(action="listing.action")
+    assert entry.message.startswith("listing PF-REF: listing_location_update_required")
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (action_event(id="evt-\ud800"), "id"),
+        (action_event(type="listing.\udc80action"), "type"),
+        (action_event(entity={"id": "01K0\ud83d", "type": "listing"}), "entity.id"),
+        (action_event(entity={"id": "01K0", "type": "list\ud800ing"}), "entity.type"),
+    ],
+    ids=["id", "type", "entity.id", "entity.type"],
+)
+def test_an_event_field_with_a_lone_surrogate_is_answered_400_naming_the_field(
+    db, client, signed, event, field
+):
+    response = post(client, encode(event))
+
+    assert response.status_code == 400
+    assert response.json()["error"] == f"the event's {field} contains a lone surrogate"
+    assert not WebhookEvent.objects.exists()
