@@ -218,13 +218,26 @@ class AtlasClient(Transport):
         for chunk in _chunks(unique, LISTING_IDS_PER_REQUEST):
             yield from self.iter_listing_pages(**filters, **{"filter[ids]": ",".join(chunk)})
 
-    def get_listings(self, ids: Iterable[str], **filters: Any) -> list[Listing]:
-        """The listings with these ids; unreadable ones are logged and left out."""
+    def get_listings(
+        self,
+        ids: Iterable[str],
+        *,
+        unreadable: list[RecordError] | None = None,
+        **filters: Any,
+    ) -> list[Listing]:
+        """The listings with these ids; unreadable ones are left out.
+
+        An unreadable record is appended to ``unreadable`` when the caller gives
+        a list (to say why a wanted listing is missing), else logged.
+        """
         listings: list[Listing] = []
         for page in self.iter_listing_pages_by_ids(ids, **filters):
             listings.extend(page.items)
             for error in page.errors:
-                logger.warning("Atlas listing left out: %s", error)
+                if unreadable is None:
+                    logger.warning("Atlas listing left out: %s", error)
+                else:
+                    unreadable.append(error)
         return listings
 
     # -- locations -------------------------------------------------------------

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from pfsync_app.atlas import records
 from pfsync_app.atlas.errors import AtlasError, AuthenticationError
+from pfsync_app.atlas.records import RecordError
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import SyncAborted
 from pfsync_app.jobs.base import Job, atlas_failure
@@ -196,12 +197,18 @@ class SyncJob(Job):
 
     def _sync_given_listings(self) -> None:
         wanted = list(dict.fromkeys(self.sync_options.listing_ids))
+        unreadable: list[RecordError] = []
         try:
-            listings = self.client.get_listings(wanted)
+            listings = self.client.get_listings(wanted, unreadable=unreadable)
         except AtlasError as exc:
             raise atlas_failure(
                 exc, f"cannot fetch listings {', '.join(wanted)}", mid_run=True
             ) from exc
+        if unreadable:
+            raise SyncAborted(
+                "Property Finder's record cannot be read: "
+                + "; ".join(str(error) for error in unreadable)
+            )
         found = {listing.id for listing in listings}
         missing = [pf_id for pf_id in wanted if pf_id not in found]
         if missing:

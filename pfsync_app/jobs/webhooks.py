@@ -34,6 +34,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_chai
 
 from pfsync_app.atlas import AtlasClient, AtlasError
 from pfsync_app.atlas.errors import UnreadableRecordError
+from pfsync_app.atlas.records import RecordError
 from pfsync_app.conf import SETTINGS, pfsync_settings
 from pfsync_app.exceptions import (
     EventDeferred,
@@ -331,10 +332,14 @@ def _listing_published(event: WebhookEvent, batch: WebhookBatch) -> str:
     pf_id = _entity_id(event)
     with batch.listing_sync():
         stage = batch.listing_stage()
+        unreadable: list[RecordError] = []
         try:
-            listings = batch.open_client().get_listings([pf_id])
+            listings = batch.open_client().get_listings([pf_id], unreadable=unreadable)
         except AtlasError as exc:
             raise atlas_failure(exc, f"cannot fetch listings {pf_id}", mid_run=True) from exc
+        if not listings and unreadable:
+            # Asking again gets the same record: the nightly run reports it until it is mended.
+            raise EventIgnored(f"Property Finder's record cannot be read: {unreadable[0]}")
         if not listings:
             # Not unpublished on this word alone: the nightly run unpublishes listings that
             # are gone, after a complete fetch and within its circuit breaker.

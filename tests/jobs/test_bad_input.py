@@ -170,6 +170,20 @@ def test_a_listing_id_that_does_not_exist_is_one_sentence_and_status_2(sandbox_s
     )
 
 
+def test_a_listing_whose_record_cannot_be_read_is_named_with_its_field_not_called_missing(
+    sandbox_settings,
+):
+    listing_id = sandbox_settings.data.listing_ids()[0]
+    sandbox_settings.data.update_listing(listing_id, reference=["X-1"])
+    with pytest.raises(CommandError) as info:
+        call_command("pf_sync", "--listing", listing_id, stdout=StringIO(), stderr=StringIO())
+    assert info.value.returncode == 2
+    assert str(info.value).startswith(
+        "pf_sync could not run: Property Finder's record cannot be read: "
+        f"listing {listing_id} field reference: "
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

@@ -357,3 +357,17 @@ def test_a_user_event_for_a_record_pfsync_cannot_save_is_ignored_saying_why(
     assert row.status == WebhookEvent.Status.IGNORED
     assert reason in row.last_error
     assert not Agent.objects.filter(pf_user_id=user_id).exists()
+
+
+def test_listing_published_for_a_record_pfsync_cannot_read_is_ignored_saying_why(db, client, sb):
+    listing_id = sb.data.listing_ids()[0]
+    sb.data.update_listing(listing_id, reference=["X-1"])
+
+    event = deliver(client, sb, "listing.published", listing_id)
+
+    row = stored(event)
+    assert row.status == WebhookEvent.Status.IGNORED
+    assert row.last_error.startswith(
+        f"Property Finder's record cannot be read: listing {listing_id} field reference:"
+    )
+    assert not Property.objects.filter(pf_id=listing_id).exists()
