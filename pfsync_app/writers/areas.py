@@ -10,7 +10,7 @@ LocationName. Only UPDATE and INSERT: an area is never deleted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -72,6 +72,8 @@ class LinkResult:
     previous_location_id: int | None = None
     properties_filled: int = 0
     properties_cleared: int = 0
+    #: What was removed from the name to store it ("had 1 NUL character, removed").
+    name_notes: list[str] = field(default_factory=list)
 
 
 def unmapped_locations() -> list[UnmappedLocation]:
@@ -126,8 +128,9 @@ def _link(
         )
     now = timezone.now()
     if create_name is not None:
-        area = _create_area(create_name, location_id, force)
-        result = LinkResult(location_id, area.pk, area.name, created=True)
+        name, notes = _clean_name(create_name)
+        area = _create_area(name, location_id, force)
+        result = LinkResult(location_id, area.pk, area.name, created=True, name_notes=notes)
     else:
         area = Area.objects.select_for_update().filter(pk=area_id).first()
         if area is None:
@@ -150,8 +153,17 @@ def _link(
     return result
 
 
+def _clean_name(name: str | None) -> tuple[str, list[str]]:
+    """A name as the database keeps it: no NUL or lone surrogate, one space between words.
+
+    The name may come from the API (``pf_areas link --search``) or the command
+    line; what had to be removed is returned, for the command to say.
+    """
+    text, notes = clean_text(name or "")
+    return " ".join(text.split()), notes
+
+
 def _create_area(name: str, location_id: int, force: bool) -> Area:
-    name = " ".join(clean_text(name or "")[0].split())
     if not name:
         raise AreaError("--create needs a non-empty area name.")
     if len(name) > AREA_NAME_MAX:
@@ -278,8 +290,7 @@ def link(location_id: int, area_id: int | None, create_name: str | None, force: 
 def link_name(location_id: int, name: str, force: bool) -> LinkResult:
     """Give a location its name (a site without areas) and fill its properties' name column."""
     _storable_location_id(location_id, "name")
-    # The name may come from the API (pf_areas link --search): text as the database keeps it.
-    name = " ".join(clean_text(name or "")[0].split())
+    name, notes = _clean_name(name)
     if not name:
         raise AreaError("--name needs a non-empty name.")
     if len(name) > AREA_NAME_MAX:
@@ -288,7 +299,7 @@ def link_name(location_id: int, name: str, force: bool) -> LinkResult:
         with transaction.atomic():
             current = LocationName.objects.select_for_update().filter(location_id=location_id)
             held = current.first()
-            result = LinkResult(location_id, None, name)
+            result = LinkResult(location_id, None, name, name_notes=notes)
             if held is not None and held.name == name:
                 result.already_linked = True
             elif held is not None and not force:

@@ -158,6 +158,18 @@ def test_link_create_prints_the_new_area(synced):
     assert f"Created area {area.pk} 'Dubai Marina' now links location 50." in out
 
 
+def test_link_create_removes_what_the_database_cannot_keep_from_the_name_and_says_so(synced):
+    err = StringIO()
+    call_command("pf_areas", "link", "50", "--create", "Dubai\x00 Marina\ud800", stdout=StringIO(),
+                 stderr=err)  # fmt: skip
+
+    assert Area.objects.get(pf_location_id=50).name == "Dubai Marina"
+    assert err.getvalue().splitlines() == [
+        "warning: the name had 1 NUL character, removed",
+        "warning: the name had 1 lone surrogate, removed",
+    ]
+
+
 def test_a_second_link_of_the_same_location_stops_with_status_2(synced):
     first = Area.objects.create(name="First", pf_location_id=50)
     second = Area.objects.create(name="Second")

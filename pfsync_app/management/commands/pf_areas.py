@@ -192,6 +192,8 @@ class Command(PfsyncCommand):
             name=name,
             force=options["force"],
         )
+        for note in result.name_notes:
+            self.stderr.write(f"warning: the name {note}")
         if result.area_id is None:
             if result.already_linked:
                 self.stdout.write(
