@@ -3,23 +3,28 @@
 Each setting is a Django setting of the same name as its environment variable
 (the old service's names, ``PF_API_URL``, ``IMAGE_DOWNLOAD_TIMEOUT``..., are
 kept). This registry is the one source: ``checks.check_settings`` validates
-each setting with ``Setting.problem``, the bundled host project reads the
-environment by iterating it (``project_settings/settings.py``), and README's
-Configuration table is generated from it (``scripts/readme-settings``).
-pfsync itself only ever reads Django settings, through ``pfsync_settings``, so
-``override_settings`` works in tests and a host may set them any way it likes.
+each setting with ``Setting.problem``, ``settings_from_environment`` reads the
+environment by iterating it (for the bundled host project and for any host
+site's ``settings.py``), and README's Configuration table is generated from it
+(``scripts/readme-settings``). pfsync itself only ever reads Django settings,
+through ``pfsync_settings``, so ``override_settings`` works in tests and a host
+may set them any way it likes.
+
+Importing this module does not read ``django.conf.settings`` (it is only read
+when a setting is asked for), so a host's settings module may import it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 
 DEFAULT_TABLES = {
@@ -344,3 +349,81 @@ class PfsyncSettings:
 
 
 pfsync_settings = PfsyncSettings()
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f"}
+
+
+def yes_or_no(text: str) -> bool | None:
+    """True or False for the usual yes/no words (true/false, 1/0, yes/no, on/off), else None."""
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    return None
+
+
+def _as_number(kind: type[int] | type[float]) -> Callable[[str], Any]:
+    """A reader that turns text into ``kind``, or leaves it as text for the rule to name."""
+
+    def read(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            return text
+
+    return read
+
+
+# How a variable's text becomes each kind of setting. Text that does not read as the kind
+# stays text, so Setting.problem words the mistake exactly as the system check does.
+_FROM_TEXT: dict[str, Callable[[str], Any]] = {
+    "text": str,
+    "url": str,
+    "int": _as_number(int),
+    "float": _as_number(float),
+    "bool": lambda text: text if (answer := yes_or_no(text)) is None else answer,
+    "emails": lambda text: [part.strip() for part in text.split(",") if part.strip()],
+}
+
+
+def setting_from_text(setting: Setting, text: str) -> Any:
+    """``setting``'s value from the text of its environment variable (stripped, not blank).
+
+    Raises ImproperlyConfigured with ``Setting.problem``'s sentence when the text does not
+    read as the setting's kind or is out of its bounds, e.g. "PF_SYNC_CONCURRENCY must be a
+    whole number (for example 16), got 'many'." A URL loses a trailing slash (the old
+    service accepted one; the API paths are joined on without it).
+    """
+    value = _FROM_TEXT[setting.kind](text)
+    problem = setting.problem(value)
+    if problem:
+        raise ImproperlyConfigured(problem)
+    return value.rstrip("/") if setting.kind == "url" else value
+
+
+def settings_from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """pfsync's settings from the environment variables of the same names, for ``settings.py``.
+
+    Returns {setting name: value} for each setting of the registry read from the environment
+    (README's "pfsync's settings" tables, not the "Django settings only" one) whose variable
+    is set and not blank; the others are left out, so pfsync uses their defaults or what
+    ``settings.py`` sets after it. Text is read by kind: a number, a yes/no word
+    (true/false, 1/0, yes/no, on/off), an http(s) URL, a comma-separated list of e-mail
+    addresses (``PF_ALERT_EMAILS``). A value that does not read, or is out of bounds, raises
+    ImproperlyConfigured with one sentence naming the variable, so a typo stops every command
+    at start-up. A host site's ``settings.py``::
+
+        from pfsync_app.conf import settings_from_environment
+
+        globals().update(settings_from_environment())
+
+    Reads only ``environ`` (``os.environ`` by default), never ``django.conf.settings``.
+    """
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        text = environ.get(setting.name)
+        if setting.env and text is not None and text.strip():
+            values[setting.name] = setting_from_text(setting, text.strip())
+    return values

@@ -9,14 +9,14 @@ a cron environment stops start-up instead of running with a silent default.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from pfsync_app.conf import Setting
+from pfsync_app.conf import Setting, setting_from_text, yes_or_no
 
 # libpq keywords that map onto Django's DATABASES keys; the rest go to OPTIONS.
 _DSN_KEYS = {
@@ -30,9 +30,6 @@ _DSN_KEYS = {
 _QUOTED = re.compile(r'"[^"]*"')
 
 SUPPORTED_ENGINES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
-
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f"}
 
 
 class Env:
@@ -58,22 +55,19 @@ class Env:
         value = self.raw(name)
         if value is None:
             return default
-        answer = _yes_or_no(value)
+        answer = yes_or_no(value)
         if answer is None:
             raise ImproperlyConfigured(f"{name} must be true or false, got {value!r}.")
         return answer
 
     def setting(self, setting: Setting) -> Any:
-        """A pfsync setting from the variable of its name, held to the registry's rule."""
+        """A pfsync setting from the variable of its name, or its default when unset.
+
+        The reading is pfsync's own (``pfsync_app.conf.setting_from_text``), the one
+        ``settings_from_environment`` applies for host sites.
+        """
         text = self.raw(setting.name)
-        if text is None:
-            return setting.default
-        value = _FROM_TEXT[setting.kind](text)
-        problem = setting.problem(value)
-        if problem:
-            raise ImproperlyConfigured(problem)
-        # The old service accepted a trailing slash; the API paths are joined on without one.
-        return value.rstrip("/") if setting.kind == "url" else value
+        return setting.default if text is None else setting_from_text(setting, text)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         """One of a fixed set of words."""
@@ -83,40 +77,6 @@ class Env:
                 f"{name} must be one of {', '.join(choices)}, got {self.raw(name)!r}."
             )
         return value
-
-
-def _yes_or_no(text: str) -> bool | None:
-    """True or False for the usual yes/no words, None for anything else."""
-    lowered = text.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    return None
-
-
-def _as_number(kind: type[int] | type[float]) -> Callable[[str], Any]:
-    """A reader that turns text into ``kind``, or leaves it as text for the rule to name."""
-
-    def read(text: str) -> Any:
-        try:
-            return kind(text)
-        except ValueError:
-            return text
-
-    return read
-
-
-# How a variable's text becomes each kind of setting. Text that does not read as the kind
-# stays text, so Setting.problem words the mistake exactly as the system check does.
-_FROM_TEXT: dict[str, Callable[[str], Any]] = {
-    "text": str,
-    "url": str,
-    "int": _as_number(int),
-    "float": _as_number(float),
-    "bool": lambda text: text if (answer := _yes_or_no(text)) is None else answer,
-    "emails": lambda text: [part.strip() for part in text.split(",") if part.strip()],
-}
 
 
 def parse_postgres_dsn(dsn: str) -> dict[str, Any]:

@@ -139,10 +139,10 @@ if MEDIA_STORAGE == "s3":
     AWS_S3_FILE_OVERWRITE = False
     STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage"}
 
-# pfsync: every setting its registry marks as read from the environment, held to the same
-# rule as pfsync's system check (pfsync_app/conf.py documents each one). The others are
-# Django settings only; pfsync falls back to their defaults.
-globals().update({s.name: env.setting(s) for s in pfsync_conf.SETTINGS if s.env})
+# pfsync: every setting its registry marks as read from the environment and set there, held
+# to the same rule as pfsync's system check (pfsync_app/conf.py documents each one), as the
+# README tells a host site to do. pfsync falls back to the defaults of the others.
+globals().update(pfsync_conf.settings_from_environment(os.environ))
 
 # E-mail, for pfsync's alerts: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587
 # (django-environ's e-mail URLs). Unset: Django's defaults, SMTP on localhost port 25.

@@ -51,7 +51,8 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", str(BASE_DIR / "media")))
 MEDIA_URL = "/media/"
 STORAGES = {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}}
 
-globals().update({s.name: env.setting(s) for s in pfsync_conf.SETTINGS if s.env})
+# As README tells a host site: pfsync's settings from the variables that are set.
+globals().update(pfsync_conf.settings_from_environment(os.environ))
 
 # The column map (README.md, "Plugging into your schema", shows this one).
 PFSYNC_HOST = {
