@@ -62,8 +62,9 @@ def subscribe(
         )
     if not secret and not pfsync_settings.PF_WEBHOOK_ALLOW_UNSIGNED:
         raise WebhookSetupError(
-            "no signing secret: set PF_WEBHOOK_SECRET (or pass --secret), since unsigned "
-            "events are refused unless PF_WEBHOOK_ALLOW_UNSIGNED is true"
+            "no signing secret: give the PF_WEBHOOK_SECRET setting or variable a value (or "
+            "pass --secret), since unsigned events are refused unless the "
+            "PF_WEBHOOK_ALLOW_UNSIGNED setting is true"
         )
     result = Subscribed(url=url, signed=bool(secret))
     if secret and configured and secret != configured:

@@ -16,7 +16,9 @@ from pfsync_app.exceptions import DownloadAttemptFailed
 
 #: What the first refusal that PF_MEDIA_ALLOW_PRIVATE_HOSTS would lift adds, once per run.
 PRIVATE_HOSTS_HINT = (
-    "PF_MEDIA_ALLOW_PRIVATE_HOSTS=true allows plain http and private addresses: "
+    "the setting PF_MEDIA_ALLOW_PRIVATE_HOSTS = True (or the variable "
+    "PF_MEDIA_ALLOW_PRIVATE_HOSTS=true, where settings.py reads the environment) allows plain "
+    "http and private addresses: "
     "for the sandbox only, never in production"
 )
 

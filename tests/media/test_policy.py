@@ -318,6 +318,7 @@ def test_the_first_private_host_refusal_says_how_to_allow_it_and_the_rest_are_co
 
     first, counted = refusal_lines(caplog)
     assert first.startswith("image http://127.0.0.1:8765/images/0.jpg: refused, scheme 'http'")
+    assert "the setting PF_MEDIA_ALLOW_PRIVATE_HOSTS = True (or the variable" in first
     assert "PF_MEDIA_ALLOW_PRIVATE_HOSTS=true" in first
     assert "for the sandbox only" in first
     assert counted == "and 274 more images refused like it (PF_MEDIA_ALLOW_PRIVATE_HOSTS)"
