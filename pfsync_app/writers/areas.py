@@ -33,6 +33,12 @@ def has_areas() -> bool:
     return host_table("area").present
 
 
+def unmapped_kind() -> str:
+    """What pf_areas unmapped calls a location waiting for a link on this site: 'unmapped
+    location' (no host area linked) or, on a site without an areas table, 'unnamed location'."""
+    return "unmapped location" if has_areas() else "unnamed location"
+
+
 def require_areas(what: str) -> None:
     """AreaError, one sentence, when the site has no areas table for ``what``."""
     if not has_areas():

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from pfsync_app.jobs.sync import SyncOptions, SyncResult
 from pfsync_app.management.commands.pf_sync import Command
 from pfsync_app.models import Property, ReportEntry
+from pfsync_app.writers import areas
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,6 +110,23 @@ def test_a_clean_run_lists_no_failures(sandbox_settings):
     assert "All entries" not in text
 
 
+def test_on_a_site_without_areas_the_unmapped_line_uses_pf_areas_words(monkeypatch):
+    # pf_areas unmapped says "unnamed locations" on such a site; it counts every synced
+    # listing's location, the line this run's listings' only. The host map is read once per
+    # process (the models are built from it), so the site's kind is patched here.
+    monkeypatch.setattr(areas, "has_areas", lambda: False)
+    result = SyncResult(run_id=None, counters={}, exit_code=0, unmapped_locations={7: 2, 8: 1})
+    command = Command(stdout=StringIO(), stderr=StringIO())
+
+    command.print_summary(result, SyncOptions(), verbosity=1)
+
+    lines = command.stdout._out.getvalue().splitlines()
+    assert (
+        "  2 unnamed locations in this run's listings (python manage.py pf_areas unmapped):"
+        in lines
+    )
+
+
 def test_unmapped_locations_past_twenty_end_with_how_many_more():
     result = SyncResult(
         run_id=None,
@@ -121,7 +139,10 @@ def test_unmapped_locations_past_twenty_end_with_how_many_more():
     command.print_summary(result, SyncOptions(), verbosity=1)
 
     lines = command.stdout._out.getvalue().splitlines()
-    assert "  29 locations have no area yet (python manage.py pf_areas unmapped):" in lines
+    assert (
+        "  29 unmapped locations in this run's listings (python manage.py pf_areas unmapped):"
+        in lines
+    )
     listed = [line for line in lines if line.startswith("    location ")]
     assert len(listed) == 20
     assert listed[0] == "    location 1: 99 listings"

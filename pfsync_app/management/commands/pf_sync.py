@@ -19,7 +19,8 @@ from pfsync_app.management.options import (
 from pfsync_app.management.progress import progress_for
 from pfsync_app.reports.failures import summarize_failures
 from pfsync_app.reports.summary import COUNTER_LABELS
-from pfsync_app.words import plural, verb
+from pfsync_app.words import plural
+from pfsync_app.writers.areas import unmapped_kind
 
 # Unmapped locations listed after a run (-v 2: all of them).
 UNMAPPED_SHOWN = 20
@@ -144,9 +145,9 @@ class Command(PfsyncCommand):
         if result.unmapped_locations:
             out.write(
                 self.style.WARNING(
-                    f"  {plural(len(result.unmapped_locations), 'location')} "
-                    f"{verb(len(result.unmapped_locations), 'has', 'have')} no area yet "
-                    "(python manage.py pf_areas unmapped):"
+                    # pf_areas unmapped's words; it counts every synced listing, this run's only.
+                    f"  {plural(len(result.unmapped_locations), unmapped_kind())} in this "
+                    "run's listings (python manage.py pf_areas unmapped):"
                 )
             )
             ranked = sorted(result.unmapped_locations.items(), key=lambda item: -item[1])
