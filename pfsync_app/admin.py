@@ -46,6 +46,7 @@ from pfsync_app.reports.failures import (
     run_entries,
     summarize_failures,
 )
+from pfsync_app.reports.health import FAILED_TO_RUN
 from pfsync_app.reports.overview import overview
 from pfsync_app.reports.summary import (
     COUNTER_LABELS,
@@ -121,6 +122,23 @@ def entries_url(run_id: int, level: str | None = None, **lookups: Any) -> str:
 def run_url(run: SyncRun) -> str:
     """A run's page in the admin."""
     return reverse("admin:pfsync_app_syncrun_change", args=[run.pk])
+
+
+def is_dry_run(run: SyncRun) -> bool:
+    """Whether the run was a dry run (``--dry-run``: counted what it would write, wrote nothing)."""
+    return isinstance(run.options, dict) and bool(run.options.get("dry_run"))
+
+
+def why_it_failed(run: SyncRun) -> SafeString:
+    """What stopped a run that failed or was interrupted before recording errors: its message.
+
+    A run that could not run (the API unreachable, a database error) records no error entries;
+    its message is the cause, so a page never says "nothing failed" of it.
+    """
+    return format_html(
+        '<p class="pf-bad pf-message">The run stopped before it finished: {}</p>',
+        run.message or f"no message was recorded ({run.get_status_display()})",
+    )
 
 
 def status_badge(run: SyncRun) -> SafeString:
@@ -315,6 +333,9 @@ class OverviewAdmin(admin.ModelAdmin):
                 if last is not None and data.last_sync_failures
                 else ""
             ),
+            "stopped": (
+                why_it_failed(last) if last is not None and last.status in FAILED_TO_RUN else ""
+            ),
             "chart": runs_chart(data.days, run_url),
             "check_started": local_datetime_text(data.last_check.run.started_at)
             if data.last_check
@@ -478,14 +499,19 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def status_short(self, run: SyncRun) -> str:
         # A short word, with the whole status and the run's message on hover: the list keeps
         # to the columns that fit a laptop screen.
+        # A dry run says so: its counters are what it would have written.
         css, icon = _STATUS_LOOK.get(run.status, ("", ""))
+        short = _SHORT_STATUS.get(run.status, run.status)
+        if is_dry_run(run):
+            css = f"{css} pf-dry"
+            short = "dry run" if run.status == SyncRun.Status.SUCCEEDED else f"{short}, dry run"
         return format_html(
             '<span class="pf-status {}" title="{}: {}">{} {}</span>',
             css,
-            run.get_status_display(),
+            run.get_status_display() + (" (dry run, nothing written)" if is_dry_run(run) else ""),
             run.message,
             icon,
-            _SHORT_STATUS.get(run.status, run.status),
+            short,
         )
 
     @admin.display(description="duration")
@@ -496,7 +522,9 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="what failed")
     def failures(self, run: SyncRun) -> str:
         summary = summarize_failures(run)
-        return cause_links(summary, run.pk) if summary else "nothing"
+        if summary:
+            return cause_links(summary, run.pk)
+        return why_it_failed(run) if run.status in FAILED_TO_RUN else "nothing"
 
     @admin.display(description="options")
     def options_text(self, run: SyncRun) -> str:
