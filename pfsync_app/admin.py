@@ -17,6 +17,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
 from django.core.files.storage import default_storage
+from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -107,6 +108,47 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class LocalTimesMixin:
+    """A read-only page's date-times as pfsync shows every time: TIME_ZONE, YYYY-mm-dd HH:MM:SS.
+
+    Django would show a model's date-time in the locale's format ("Dec. 7, 2026, 8:58 p.m.");
+    each such field is shown by a callable that formats it the way the run list does.
+    """
+
+    def _local_times(self) -> dict[str, Any]:
+        found = self.__dict__.get("_pf_local_times")
+        if found is None:
+            found = {}
+            for model_field in self.model._meta.concrete_fields:  # type: ignore[attr-defined]
+                if isinstance(model_field, models.DateTimeField):
+                    found[model_field.name] = _local_time_display(model_field)
+            self.__dict__["_pf_local_times"] = found
+        return found
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        times = self._local_times()
+        names = super().get_fields(request, obj)  # type: ignore[misc]
+        shown = [times.get(name, name) if isinstance(name, str) else name for name in names]
+        return list(dict.fromkeys(shown))  # Django adds the read-only ones after the form's
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        times = self._local_times()
+        names = super().get_readonly_fields(request, obj)  # type: ignore[misc]
+        shown = [times.get(name, name) if isinstance(name, str) else name for name in names]
+        return [*shown, *(show for show in times.values() if show not in shown)]
+
+
+def _local_time_display(model_field: Any) -> Any:
+    """A read-only field's callable: the date-time of ``model_field`` by local_datetime_text."""
+
+    def show(obj: Any) -> str:
+        return local_datetime_text(getattr(obj, model_field.name, None)) or "—"
+
+    show.__name__ = model_field.name  # the row's CSS class: field-<name>
+    show.short_description = model_field.verbose_name  # type: ignore[attr-defined]
+    return show
 
 
 def entries_url(run_id: int, level: str | None = None, **lookups: Any) -> str:
@@ -628,7 +670,7 @@ class EntryChangeList(ChangeList):
 
 
 @admin.register(ReportEntry)
-class ReportEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReportEntryAdmin(LocalTimesMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     Media = PfsyncMedia
     list_display = ("run_link", "level_badge", "what", "subject", "message_")
     list_filter = ("level", "action", CauseFilter)
@@ -740,7 +782,8 @@ class PropertyImageInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Property)
-class PropertyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PropertyAdmin(LocalTimesMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    Media = PfsyncMedia
     # Only the columns the site maps (PFSYNC_HOST): a site's property table may lack some.
     list_display = _present(
         Property, ("pf_id", "title", "area", "agent", "price", "published", "pf_updated")
@@ -783,10 +826,12 @@ class PropertyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WebhookEventAdmin(LocalTimesMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    Media = PfsyncMedia
+    # The entity's type is the event type's first word (listing.published): not a column of
+    # its own, so the list fits a laptop beside its filter.
     list_display = (
         "event_type",
-        "entity_type",
         "entity_id",
         "status",
         "received",
