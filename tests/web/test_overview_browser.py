@@ -78,6 +78,9 @@ def test_after_a_night_with_failures_the_overview_says_what_failed_and_why_on_on
     assert len(bars) == 28  # one night missed, one could not run: no images
     assert browser.find_elements(By.CSS_SELECTOR, "svg.pf-chart text.pf-failed")
     assert not scrolls_sideways(browser)
+    # The README's claim: the first screen shows last night's run and what failed.
+    failed = browser.find_element(By.CSS_SELECTOR, "#pf-last-sync ul.pf-failures")
+    assert failed.rect["y"] < HEIGHT
     whole_page(browser, shots / "overview.png")
     browser.save_screenshot(str(shots / "overview-first-screen.png"))
 
