@@ -17,6 +17,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
 from django.core.files.storage import default_storage
+from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -46,6 +47,7 @@ from pfsync_app.reports.failures import (
     run_entries,
     summarize_failures,
 )
+from pfsync_app.reports.health import FAILED_TO_RUN
 from pfsync_app.reports.overview import overview
 from pfsync_app.reports.summary import (
     COUNTER_LABELS,
@@ -108,6 +110,47 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class LocalTimesMixin:
+    """A read-only page's date-times as pfsync shows every time: TIME_ZONE, YYYY-mm-dd HH:MM:SS.
+
+    Django would show a model's date-time in the locale's format ("Dec. 7, 2026, 8:58 p.m.");
+    each such field is shown by a callable that formats it the way the run list does.
+    """
+
+    def _local_times(self) -> dict[str, Any]:
+        found = self.__dict__.get("_pf_local_times")
+        if found is None:
+            found = {}
+            for model_field in self.model._meta.concrete_fields:  # type: ignore[attr-defined]
+                if isinstance(model_field, models.DateTimeField):
+                    found[model_field.name] = _local_time_display(model_field)
+            self.__dict__["_pf_local_times"] = found
+        return found
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        times = self._local_times()
+        names = super().get_fields(request, obj)  # type: ignore[misc]
+        shown = [times.get(name, name) if isinstance(name, str) else name for name in names]
+        return list(dict.fromkeys(shown))  # Django adds the read-only ones after the form's
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        times = self._local_times()
+        names = super().get_readonly_fields(request, obj)  # type: ignore[misc]
+        shown = [times.get(name, name) if isinstance(name, str) else name for name in names]
+        return [*shown, *(show for show in times.values() if show not in shown)]
+
+
+def _local_time_display(model_field: Any) -> Any:
+    """A read-only field's callable: the date-time of ``model_field`` by local_datetime_text."""
+
+    def show(obj: Any) -> str:
+        return local_datetime_text(getattr(obj, model_field.name, None)) or "—"
+
+    show.__name__ = model_field.name  # the row's CSS class: field-<name>
+    show.short_description = model_field.verbose_name  # type: ignore[attr-defined]
+    return show
+
+
 def entries_url(run_id: int, level: str | None = None, **lookups: Any) -> str:
     """The report entry list of one run: one level, or one cause (``lookups``), or all."""
     query: dict[str, Any] = {"run": run_id}
@@ -121,6 +164,23 @@ def entries_url(run_id: int, level: str | None = None, **lookups: Any) -> str:
 def run_url(run: SyncRun) -> str:
     """A run's page in the admin."""
     return reverse("admin:pfsync_app_syncrun_change", args=[run.pk])
+
+
+def is_dry_run(run: SyncRun) -> bool:
+    """Whether the run was a dry run (``--dry-run``: counted what it would write, wrote nothing)."""
+    return isinstance(run.options, dict) and bool(run.options.get("dry_run"))
+
+
+def why_it_failed(run: SyncRun) -> SafeString:
+    """What stopped a run that failed or was interrupted before recording errors: its message.
+
+    A run that could not run (the API unreachable, a database error) records no error entries;
+    its message is the cause, so a page never says "nothing failed" of it.
+    """
+    return format_html(
+        '<p class="pf-bad pf-message">The run stopped before it finished: {}</p>',
+        run.message or f"no message was recorded ({run.get_status_display()})",
+    )
 
 
 def status_badge(run: SyncRun) -> SafeString:
@@ -315,6 +375,9 @@ class OverviewAdmin(admin.ModelAdmin):
                 if last is not None and data.last_sync_failures
                 else ""
             ),
+            "stopped": (
+                why_it_failed(last) if last is not None and last.status in FAILED_TO_RUN else ""
+            ),
             "chart": runs_chart(data.days, run_url),
             "check_started": local_datetime_text(data.last_check.run.started_at)
             if data.last_check
@@ -478,14 +541,19 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def status_short(self, run: SyncRun) -> str:
         # A short word, with the whole status and the run's message on hover: the list keeps
         # to the columns that fit a laptop screen.
+        # A dry run says so: its counters are what it would have written.
         css, icon = _STATUS_LOOK.get(run.status, ("", ""))
+        short = _SHORT_STATUS.get(run.status, run.status)
+        if is_dry_run(run):
+            css = f"{css} pf-dry"
+            short = "dry run" if run.status == SyncRun.Status.SUCCEEDED else f"{short}, dry run"
         return format_html(
             '<span class="pf-status {}" title="{}: {}">{} {}</span>',
             css,
-            run.get_status_display(),
+            run.get_status_display() + (" (dry run, nothing written)" if is_dry_run(run) else ""),
             run.message,
             icon,
-            _SHORT_STATUS.get(run.status, run.status),
+            short,
         )
 
     @admin.display(description="duration")
@@ -496,7 +564,9 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="what failed")
     def failures(self, run: SyncRun) -> str:
         summary = summarize_failures(run)
-        return cause_links(summary, run.pk) if summary else "nothing"
+        if summary:
+            return cause_links(summary, run.pk)
+        return why_it_failed(run) if run.status in FAILED_TO_RUN else "nothing"
 
     @admin.display(description="options")
     def options_text(self, run: SyncRun) -> str:
@@ -600,7 +670,7 @@ class EntryChangeList(ChangeList):
 
 
 @admin.register(ReportEntry)
-class ReportEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReportEntryAdmin(LocalTimesMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     Media = PfsyncMedia
     list_display = ("run_link", "level_badge", "what", "subject", "message_")
     list_filter = ("level", "action", CauseFilter)
@@ -712,7 +782,8 @@ class PropertyImageInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Property)
-class PropertyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PropertyAdmin(LocalTimesMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    Media = PfsyncMedia
     # Only the columns the site maps (PFSYNC_HOST): a site's property table may lack some.
     list_display = _present(
         Property, ("pf_id", "title", "area", "agent", "price", "published", "pf_updated")
@@ -755,10 +826,12 @@ class PropertyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WebhookEventAdmin(LocalTimesMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    Media = PfsyncMedia
+    # The entity's type is the event type's first word (listing.published): not a column of
+    # its own, so the list fits a laptop beside its filter.
     list_display = (
         "event_type",
-        "entity_type",
         "entity_id",
         "status",
         "received",

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core import checks
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import DatabaseError
@@ -121,12 +122,7 @@ def check_host_schema(
                 messages.append(
                     checks.Error(
                         f"Host table {name!r} ({key}) does not exist in database {using!r}.",
-                        hint=(
-                            "Run the host site's migrations, or name the table that holds "
-                            f"{model._meta.verbose_name_plural} in PFSYNC_HOST[{key!r}]['table'] "
-                            f"(or PFSYNC_TABLES[{key!r}]; default {DEFAULT_TABLES[key]!r}); "
-                            "python manage.py pf_schema shows the map in effect."
-                        ),
+                        hint=_missing_table_hint(key, name, model, tables),
                         obj=model,
                         id="pfsync.E002",
                     )
@@ -134,7 +130,8 @@ def check_host_schema(
                 continue
             columns = read_columns(name, using)
             found[key] = columns
-            messages.extend(_table_problems(table, model, columns, using))
+            references = _references(name, connection)
+            messages.extend(_table_problems(table, model, columns, using, host, references))
         if "user" in found:
             messages.extend(_fallback_problems(host, models["user"], found["user"], using))
         messages.extend(_losses(host))
@@ -149,10 +146,59 @@ def check_host_schema(
         ]
 
 
+def _missing_table_hint(key: str, name: str, model: Any, tables: set[str]) -> str:
+    """What to do about a missing host table: name the right one, or (areas) say there is none."""
+    hint = (
+        "Run the host site's migrations, or name the table that holds "
+        f"{model._meta.verbose_name_plural} in PFSYNC_HOST[{key!r}]['table'] "
+        f"(or PFSYNC_TABLES[{key!r}]; default {DEFAULT_TABLES[key]!r})"
+    )
+    if key == "user":
+        # The default is a fixed name, not the site's AUTH_USER_MODEL: name its table.
+        auth = get_user_model()._meta
+        if auth.db_table in tables and auth.db_table != name:
+            hint += (
+                f"; the site's AUTH_USER_MODEL ({auth.label}) is table {auth.db_table!r}: "
+                f"PFSYNC_HOST['user']['table'] = {auth.db_table!r}"
+            )
+    if key == "area":
+        hint += "; a site with no areas table sets PFSYNC_HOST['area'] = None"
+    return hint + "; python manage.py pf_schema shows the map in effect."
+
+
+def _references(table: str, connection: Any) -> dict[str, str]:
+    """The foreign-key columns of ``table``, each with the table it points at."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+    return {
+        c["columns"][0]: c["foreign_key"][0]
+        for c in constraints.values()
+        if c.get("foreign_key") and len(c["columns"]) == 1
+    }
+
+
+def _reference_field(table: TableMap, host: HostMap, target: str) -> HostField | None:
+    """pfsync's reference field of ``table`` that points at host table ``target`` (property...)."""
+    for field in table.fields():
+        if field.kind == REF and field.to and host[field.to].table == target:
+            return field
+    return None
+
+
 def _table_problems(
-    table: TableMap, model: Any, columns: Any, using: str
+    table: TableMap,
+    model: Any,
+    columns: Any,
+    using: str,
+    site_map: HostMap,
+    references: dict[str, str],
 ) -> list[checks.CheckMessage]:
-    """What is wrong, or will go wrong, with one present host table."""
+    """What is wrong, or will go wrong, with one present host table.
+
+    ``references`` are the table's foreign-key columns and the tables they point at: a
+    NOT NULL one pointing at a table pfsync maps is pfsync's reference field under
+    another name, and the hints say so.
+    """
     key, name = table.key, columns.table
     where = f"PFSYNC_HOST[{key!r}]"
     messages: list[checks.CheckMessage] = []
@@ -169,15 +215,27 @@ def _table_problems(
                 if host.role == KEPT
                 else ""
             )
+            hint = (
+                f"Map {host.name!r} to the column that holds it, or switch it off with "
+                f"None{kept}, in {where}['columns'] ({README_SECTION}); pfsync never "
+                "changes the host's schema itself."
+            )
+            holding = [
+                other
+                for other, target in references.items()
+                if host.kind == REF and host.to and target == site_map[host.to].table
+            ]
+            if len(holding) == 1:
+                hint = (
+                    f"{name}.{holding[0]} points at {site_map[host.to].table}: map pfsync's "
+                    f"{host.name!r} field to it: {where}['columns'][{host.name!r}] = "
+                    f"{holding[0]!r} ({README_SECTION})."
+                )
             messages.append(
                 checks.Error(
                     f"Column {name}.{column} is missing in database {using!r}: it is to hold "
                     f"pfsync's {host.name!r} ({host.meaning}).",
-                    hint=(
-                        f"Map {host.name!r} to the column that holds it, or switch it off with "
-                        f"None{kept}, in {where}['columns'] ({README_SECTION}); pfsync never "
-                        "changes the host's schema itself."
-                    ),
+                    hint=hint,
                     obj=model,
                     id="pfsync.E003",
                 )
@@ -262,14 +320,24 @@ def _table_problems(
         ):
             continue
         signal = _SIGNALS.get(key, "before_*_save")
+        hint = (
+            f"Give it a default in {where}['defaults'], or fill it in a {signal} "
+            f"receiver and name it in {where}['filled_by_receivers'] ({README_SECTION})."
+        )
+        target = references.get(real.name)
+        pointing = _reference_field(table, site_map, target) if target else None
+        if pointing is not None:
+            # A foreign key to a table pfsync maps: it is pfsync's reference under another name.
+            hint = (
+                f"It points at {target}, which pfsync maps as {pointing.to!r}: map pfsync's "
+                f"{pointing.name!r} field to this column: "
+                f"{where}['columns'][{pointing.name!r}] = {real.name!r} ({README_SECTION})."
+            )
         messages.append(
             checks.Error(
                 f"Column {name}.{real.name} ({real.describe()}) has no default, and pfsync "
                 "neither fills it nor has a default for it: every row pfsync inserts would fail.",
-                hint=(
-                    f"Give it a default in {where}['defaults'], or fill it in a {signal} "
-                    f"receiver and name it in {where}['filled_by_receivers'] ({README_SECTION})."
-                ),
+                hint=hint,
                 obj=model,
                 id="pfsync.E004",
             )

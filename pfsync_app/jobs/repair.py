@@ -21,6 +21,7 @@ from pfsync_app.exceptions import (
     PERMANENT_STATUSES,
     ImageDownloadError,
     MediaStorageFull,
+    RowRefused,
     SyncAborted,
     first_line,
 )
@@ -354,6 +355,11 @@ class RepairJob(Job):
         except DatabaseError as exc:
             self._fail(
                 job, f"cannot update the row: {first_line(exc)} ({stored.name} is unused)", "db"
+            )
+            return
+        except RowRefused as exc:  # the new name does not fit the property's main image column
+            self._fail(
+                job, f"cannot update the row: {exc} ({stored.name} is unused)", "invalid_value"
             )
             return
         if not changed:

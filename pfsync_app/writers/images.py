@@ -584,7 +584,10 @@ def repoint_image(
 
     ``moved`` is the listing's current image when Property Finder moved it (its
     URL and size then replace the row's). False when the row changed meanwhile
-    (another file, or deactivated): then nothing is written.
+    (another file, or deactivated): then nothing is written. The property's main
+    image column (``cover_image``) follows in the same transaction when it named
+    the old file or the image is the listing's first (position 0), as pf_sync
+    would have set it. RowRefused when the new name does not fit that column.
     """
     table = images()
     with transaction.atomic():
@@ -610,7 +613,31 @@ def repoint_image(
                 setattr(row, name, value)
             _keep_facts([row])
         record_checksums([(image_id, source_url, stored)], timezone.now())
+        repoint_cover(row, old_name, stored.name)
     return True
+
+
+def repoint_cover(row: ImageRow, old_name: str, new_name: str) -> bool:
+    """Point the property's main image column at ``new_name`` where it should name it.
+
+    That is when the column names the image's old file, or the image is the
+    listing's first (position 0: pf_sync's cover is the first image with a file).
+    Whether it changed the column; a site without a main image column has none.
+    """
+    table = host_table("property")
+    if table.column("cover_image") is None:
+        return False
+    current = (
+        Property._base_manager.filter(pk=row.property_id)
+        .values_list(table.attname("cover_image"), flat=True)
+        .first()
+    )
+    if current == new_name or (current != old_name and row.position != 0):
+        return False
+    fitted = table.fit(
+        table.to_columns({"cover_image": new_name}), identifiers=("cover_image",)
+    ).values
+    return bool(table.update([row.property_id], fitted))
 
 
 def image_rows_for_update(image_id: int, name: str) -> list[ImageRow]:

@@ -288,7 +288,12 @@ def test_the_realty_site_syncs_by_its_column_map_and_converges_without_a_delete(
     assert listings(db)[gone]["is_published"] is False
 
     # pf_check finds a lost photo through the facts pfsync keeps; pf_repair brings it back.
-    photo = next(p for ps in photos(db).values() for p in ps if p["is_active"])
+    # The first photo of a listing: its file is also the listing's main image column.
+    photo = next(
+        p for ps in photos(db).values() for p in ps if p["is_active"] and p["position"] == 0
+    )
+    covered = next(pf for pf, row in listings(db).items() if row["id"] == photo["listing_id"])
+    assert listings(db)[covered]["image"] == photo["image"]
     (media / photo["image"]).unlink()
     check_images = manage(db, "pf_check", "--json")
     assert check_images.returncode == 1, check_images.stderr
@@ -300,6 +305,7 @@ def test_the_realty_site_syncs_by_its_column_map_and_converges_without_a_delete(
     [repaired] = [p for ps in photos(db).values() for p in ps if p["id"] == photo["id"]]
     assert repaired["image"] != photo["image"]
     assert (media / repaired["image"]).read_bytes() == sb.data.image_bytes(photo["source_url"])
+    assert listings(db)[covered]["image"] == repaired["image"]  # in the same transaction
 
     if db.vendor == "postgresql":
         [(deleted,)] = db.query("SELECT coalesce(sum(n_tup_del), 0) FROM pg_stat_user_tables")

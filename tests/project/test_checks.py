@@ -280,3 +280,73 @@ def test_pf_schema_prints_each_field_s_column_and_type_and_what_a_site_could_add
     call_command("pf_schema", "--json", stdout=out)
     [prop] = [t for t in json.loads(out.getvalue()) if t["key"] == "property"]
     assert prop["table"] == "properties_property" and prop["exists"]
+
+
+@pytest.fixture
+def renamed_references():
+    """A site's images and listings tables whose references have their own names (realty's)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE site_photo (id bigint PRIMARY KEY, image varchar(100) NOT NULL, "
+            "listing_id bigint NOT NULL REFERENCES properties_property (id))"
+        )
+        cursor.execute(
+            "CREATE TABLE site_listing (id bigint PRIMARY KEY, "
+            "owner_id bigint NOT NULL REFERENCES users_user (id))"
+        )
+    forget_columns()
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE site_photo")
+        cursor.execute("DROP TABLE site_listing")
+    forget_columns()
+
+
+def test_a_not_null_reference_under_another_name_is_hinted_as_pfsync_s_field(renamed_references):
+    photo = {"table": "site_photo", "columns": {"source_url": None}}
+    [listing_id] = [
+        m for m in checked({"image": photo}) if m.id == "pfsync.E004" and "listing_id" in m.msg
+    ]
+    assert "properties_property, which pfsync maps as 'property'" in listing_id.hint
+    assert "PFSYNC_HOST['image']['columns']['property'] = 'listing_id'" in listing_id.hint
+    assert "defaults" not in listing_id.hint
+    [missing] = [m for m in checked({"image": photo}) if "site_photo.property_id" in m.msg]
+    assert missing.id == "pfsync.E003"
+    assert "PFSYNC_HOST['image']['columns']['property'] = 'listing_id'" in missing.hint
+
+    [owner_id] = [
+        m
+        for m in checked({"property": {"table": "site_listing"}})
+        if m.id == "pfsync.E004" and "owner_id" in m.msg
+    ]
+    assert "PFSYNC_HOST['property']['columns']['user'] = 'owner_id'" in owner_id.hint
+
+    mapped = {**photo, "columns": {"source_url": None, "property": "listing_id"}}
+    assert [m for m in checked({"image": mapped}) if "listing_id" in m.msg] == []
+
+
+def test_a_missing_areas_table_hints_that_a_site_without_one_maps_it_to_none():
+    [error] = checked({"area": {"table": "site_areas"}})
+    assert error.id == "pfsync.E002"
+    assert "PFSYNC_HOST['area'] = None" in error.hint
+    assert [m for m in checked({"area": None}) if m.level >= 40] == []
+
+
+def test_a_missing_user_table_hint_names_the_auth_user_model_s_table(monkeypatch):
+    """A site whose AUTH_USER_MODEL is not users_user is told the table to name."""
+    from types import SimpleNamespace
+
+    account = SimpleNamespace(_meta=SimpleNamespace(db_table="site_account", label="site.Account"))
+    monkeypatch.setattr("pfsync_app.checks.get_user_model", lambda: account)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE users_user RENAME TO {account._meta.db_table}")
+    try:
+        [error] = [m for m in checked({}) if m.id == "pfsync.E002"]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {account._meta.db_table} RENAME TO users_user")
+    assert "'users_user' (user) does not exist" in error.msg
+    assert (
+        "the site's AUTH_USER_MODEL (site.Account) is table 'site_account': "
+        "PFSYNC_HOST['user']['table'] = 'site_account'"
+    ) in error.hint

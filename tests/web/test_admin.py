@@ -383,3 +383,47 @@ def test_the_entry_list_has_no_run_filter_and_names_the_run_it_was_opened_for(
     listed = by_cause.content.decode()
     assert "https://img.example/2.jpg" in listed and "https://img.example/0.jpg" not in listed
     assert ">HTTP 403<" in listed
+
+
+def test_a_dry_run_says_so_in_the_run_list_and_is_not_last_night(admin_client, failed_night):
+    with RunRecorder.start("pf_sync", options={**NIGHTLY, "dry_run": True}) as dry:
+        dry.count("properties_updated", 50)
+
+    runs = admin_client.get(reverse("admin:pfsync_app_syncrun_changelist")).content.decode()
+    rows = runs[runs.index("<tbody>") :].split("</tr>")
+    dry_row = next(row for row in rows if f"/syncrun/{dry.run.pk}/change/" in row)
+    real_row = next(row for row in rows if f"/syncrun/{failed_night.pk}/change/" in row)
+    assert "✓ dry run</span>" in dry_row
+    assert "dry run" not in real_row
+
+    html = admin_client.get(reverse("admin:pfsync_app_overview_changelist")).content.decode()
+    card = html[html.index('id="pf-last-sync"') : html.index('id="pf-chart"')]
+    assert f"run {failed_night.pk}</a>" in card
+    assert f"run {dry.run.pk}</a>" not in card
+    chart = html[html.index('id="pf-chart"') : html.index('id="pf-schedule"')]
+    assert f"/syncrun/{failed_night.pk}/change/" in chart
+    assert f"/syncrun/{dry.run.pk}/change/" not in chart
+
+
+def test_a_run_that_could_not_run_is_shown_with_its_message_as_the_cause(admin_client):
+    started = timezone.now() - dt.timedelta(hours=1)
+    run = SyncRun.objects.create(
+        command="pf_sync",
+        status="failed",
+        options=NIGHTLY,
+        started_at=started,
+        finished_at=started + dt.timedelta(seconds=30),
+        message="cannot reach the Property Finder API: connection refused",
+    )
+
+    html = admin_client.get(reverse("admin:pfsync_app_overview_changelist")).content.decode()
+    card = html[html.index('id="pf-last-sync"') : html.index('id="pf-chart"')]
+    assert "Nothing failed" not in card
+    assert (
+        "The run stopped before it finished: "
+        "cannot reach the Property Finder API: connection refused"
+    ) in card
+
+    page = admin_client.get(reverse("admin:pfsync_app_syncrun_change", args=[run.pk]))
+    what_failed = page.content.decode().split("field-failures", 1)[1].split("</div>\n", 2)[:2]
+    assert "The run stopped before it finished" in "".join(what_failed)

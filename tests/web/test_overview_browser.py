@@ -78,6 +78,9 @@ def test_after_a_night_with_failures_the_overview_says_what_failed_and_why_on_on
     assert len(bars) == 28  # one night missed, one could not run: no images
     assert browser.find_elements(By.CSS_SELECTOR, "svg.pf-chart text.pf-failed")
     assert not scrolls_sideways(browser)
+    # The README's claim: the first screen shows last night's run and what failed.
+    failed = browser.find_element(By.CSS_SELECTOR, "#pf-last-sync ul.pf-failures")
+    assert failed.rect["y"] < HEIGHT
     whole_page(browser, shots / "overview.png")
     browser.save_screenshot(str(shots / "overview-first-screen.png"))
 
@@ -132,3 +135,72 @@ def test_after_a_night_with_failures_the_overview_says_what_failed_and_why_on_on
 
     for name in ("overview.png", "entries-http-404.png", "runs.png", "run.png"):
         assert (shots / name).stat().st_size > 0
+
+
+def right_edge(browser, selector: str) -> float:
+    """The right edge of the widest element matching ``selector``, in CSS pixels."""
+    return browser.execute_script(
+        "return Math.max(0, ...[...document.querySelectorAll(arguments[0])]"
+        ".map(e => e.getBoundingClientRect().right))",
+        selector,
+    )
+
+
+def test_at_1366_by_850_lists_and_pages_fit_the_width_with_one_time_format(
+    browser, live_server, night, django_user_model, tmp_path
+):
+    import re
+
+    from selenium.webdriver.common.by import By
+
+    from pfsync_app.models import Property, PropertyImage, ReportEntry
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    log_in(browser, live_server, django_user_model)
+    laptop(browser, 850)
+    run = night.run
+    ReportEntry.objects.create(
+        run=run, level="warning", action="image.too_small", message="WARNING-image too small"
+    )
+    pictured = PropertyImage.objects.order_by("id").first()
+    PropertyImage.objects.filter(pk=pictured.pk).update(
+        source_url="https://images.example.com/" + "long-path-segment-" * 12 + "photo.jpg"
+    )
+    listing = Property.objects.get(pk=pictured.property_id)
+    times = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+    elsewise = re.compile(r"\b(a\.m\.|p\.m\.|midnight|noon)|[A-Z][a-z]{2}\. \d")
+
+    browser.get(f"{live_server.url}/admin/pfsync_app/syncrun/{run.pk}/change/")
+    levels = browser.find_elements(By.CSS_SELECTOR, "table.pf-entry-table td:first-child strong")
+    warning = next(cell for cell in levels if cell.text == "warning")
+    error = next(cell for cell in levels if cell.text == "error")
+    assert warning.size["height"] == error.size["height"], "'warning' stays on one line"
+    browser.execute_script("arguments[0].scrollIntoView();", warning)
+    browser.save_screenshot(str(shots / "run-level.png"))
+
+    for name, path in (
+        ("properties", "/admin/pfsync_app/property/"),
+        ("entries", "/admin/pfsync_app/reportentry/"),
+        ("runs-all", "/admin/pfsync_app/syncrun/?command=all"),
+        ("events", "/admin/pfsync_app/webhookevent/"),
+    ):
+        browser.get(live_server.url + path)
+        browser.save_screenshot(str(shots / f"{name}.png"))
+        assert not scrolls_sideways(browser), name
+        assert right_edge(browser, "#result_list th, #result_list td") <= WIDTH, name
+        text = text_of(browser)
+        assert not elsewise.search(text), (name, elsewise.search(text))
+        assert name == "entries" or times.search(text), name  # entries show no time
+
+    browser.get(f"{live_server.url}/admin/pfsync_app/property/{listing.pk}/change/")
+    assert not scrolls_sideways(browser)
+    assert right_edge(browser, "#images-group td, #images-group th") <= WIDTH
+    text = text_of(browser)
+    assert not elsewise.search(text), elsewise.search(text)
+    assert times.search(text)
+    labels = [label.text for label in browser.find_elements(By.CSS_SELECTOR, "fieldset label")]
+    assert len(labels) == len(set(labels)), labels  # each date-time once
+    browser.execute_script("document.getElementById('images-group').scrollIntoView();")
+    browser.save_screenshot(str(shots / "property.png"))
+    whole_page(browser, shots / "property-whole.png")
