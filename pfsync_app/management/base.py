@@ -5,6 +5,7 @@ options, calls one job, and prints. ``PfsyncCommand.execute`` turns the ways a
 command cannot run into one sentence on stderr and exit status 2:
 ``SyncAborted`` from a job ("pf_sync could not run: ..."), ``PfsyncError``
 for a request the command refuses (a pf_areas link, a webhook subscription),
+a ``CommandError`` whatever status it was raised with,
 and a database error said as what it means (``pfsync_app.database``: the
 database cannot be reached, pfsync's tables are missing, a host table is).
 
@@ -66,7 +67,12 @@ def from_database(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> bool:
 
 
 class PfsyncCommand(BaseCommand):
-    """A pfsync command: ``handle`` may raise SyncAborted or PfsyncError; both exit 2."""
+    """A pfsync command: ``handle`` may raise SyncAborted, PfsyncError or CommandError; all exit 2.
+
+    A ``CommandError`` raised with Django's default status 1 leaves with 2: status 1
+    is kept for a run that finished with item errors, which commands say with
+    ``sys.exit(1)``.
+    """
 
     def execute(self, *args: Any, **options: Any) -> Any:
         """Run the command; a job that could not run is one sentence and exit status 2."""
@@ -79,7 +85,11 @@ class PfsyncCommand(BaseCommand):
                 ) from None
             except PfsyncError as exc:
                 raise CommandError(str(exc), returncode=COULD_NOT_RUN) from None
-            except CommandError:
+            except CommandError as exc:
+                # Django's default status 1 would say "finished, with item errors"; a command
+                # that refuses an option or argument did not run (item errors use sys.exit(1)).
+                if exc.returncode == 1:
+                    exc.returncode = COULD_NOT_RUN
                 raise
             except BrokenPipeError:
                 self.reader_gone()

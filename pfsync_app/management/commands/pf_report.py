@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any
@@ -38,8 +39,10 @@ class Command(PfsyncCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--days",
-            default="7",
-            help=f"How many days to show, today included (1 to {MAX_DAYS}; default 7).",
+            type=days_back,
+            default=7,
+            metavar="N",
+            help=f"How many days to show, today included (1 to {MAX_DAYS}; default %(default)s).",
         )
         which = parser.add_mutually_exclusive_group()
         which.add_argument(
@@ -64,7 +67,11 @@ class Command(PfsyncCommand):
         elif options["run"] is not None:
             self.print_run(options["run"], options["json"])
         else:
-            self.print_days(_parse_days(options["days"]), options["json"])
+            try:  # again, for call_command(days=...), which skips argparse's types
+                days = days_back(options["days"])
+            except argparse.ArgumentTypeError as exc:
+                raise CommandError(f"argument --days: {exc}") from None
+            self.print_days(days, options["json"])
 
     def print_days(self, days: int, as_json: bool) -> None:
         """The per-day totals table (or JSON)."""
@@ -148,12 +155,17 @@ def _dropped(run: SyncRun) -> str:
     return f"; {run.entries_dropped} more were not kept (PF_REPORT_MAX_ENTRIES)."
 
 
-def _parse_days(value: Any) -> int:
-    """--days as a whole number of days within 1..MAX_DAYS."""
+def days_back(value: Any) -> int:
+    """argparse type for --days: a whole number of days within 1..MAX_DAYS.
+
+    Refused the way every option is: argparse names --days, exit status 2.
+    """
     try:
         days = int(str(value).strip())
     except ValueError:
-        raise CommandError(f"--days must be a whole number of days, got {value!r}.") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of days, got {value!r}"
+        ) from None
     if not 1 <= days <= MAX_DAYS:
-        raise CommandError(f"--days must be between 1 and {MAX_DAYS}, got {days}.")
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_DAYS} days, got {days}")
     return days
