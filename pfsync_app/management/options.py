@@ -6,6 +6,7 @@ argparse names the option and exits with status 2 for a value these types refuse
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -78,6 +79,11 @@ def pf_id(text: str) -> str:
     if not value:
         raise argparse.ArgumentTypeError("expected a pf_id, got nothing")
     return value
+
+
+def action_parser(actions: Any, name: str, *, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line ``help`` is its line in the parent's --help and its own."""
+    return actions.add_parser(name, help=help, description=help)
 
 
 def add_json(parser: argparse.ArgumentParser, what: str = "report") -> None:

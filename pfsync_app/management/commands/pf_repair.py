@@ -78,7 +78,12 @@ class Command(PfsyncCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_dry_run(parser, "List what would be repaired; download and write nothing.")
-        parser.add_argument("--limit", type=positive_int, help="Repair at most N images.")
+        parser.add_argument(
+            "--limit",
+            type=positive_int,
+            metavar="N",
+            help="Repair at most N images (default: all).",
+        )
         add_property(parser, "Repair")
         parser.add_argument(
             "--verify",

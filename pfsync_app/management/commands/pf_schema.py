@@ -22,7 +22,9 @@ class Command(PfsyncCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--database", default="default", help="The database to compare the map with."
+            "--database",
+            default="default",
+            help="The database alias to compare the map with (default %(default)s).",
         )
         add_json(parser, "map")
 

@@ -51,7 +51,12 @@ class Command(PfsyncCommand):
             help="Sync just this listing (repeatable).",
         )
         parser.add_argument("--no-images", action="store_true", help="Do not download images.")
-        parser.add_argument("--limit", type=positive_int, help="Stop after N listings.")
+        parser.add_argument(
+            "--limit",
+            type=positive_int,
+            metavar="N",
+            help="Stop after N listings (default: all); such a run unpublishes nothing.",
+        )
         parser.add_argument(
             "--full",
             action="store_true",
