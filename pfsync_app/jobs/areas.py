@@ -286,12 +286,13 @@ class LinkJob(Job):
             if result.area_id is None:
                 text = (
                     f"location {result.location_id} is now named '{result.area_name}'; "
-                    f"{result.properties_filled} properties got the name"
+                    f"{plural(result.properties_filled, 'property')} got the name"
                 )
             else:
                 text = (
                     f"location {result.location_id} now links area {result.area_id} "
-                    f"'{result.area_name}'; {result.properties_filled} properties got the area"
+                    f"'{result.area_name}'; "
+                    f"{plural(result.properties_filled, 'property')} got the area"
                 )
             self.recorder.info("area.linked", text, pf_id=str(result.location_id))
 

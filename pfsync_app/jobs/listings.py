@@ -318,7 +318,7 @@ class ListingStage:
             recorder.count("properties_created")
             recorder.info(
                 "property.created",
-                f"{values.fields['title'] or values.pf_id} ({downloaded} images)",
+                f"{values.fields['title'] or values.pf_id} ({plural(downloaded, 'image')})",
                 pf_id=values.pf_id,
                 object_type="property",
                 object_id=outcome.property_id,
@@ -346,7 +346,7 @@ class ListingStage:
         if outcome.action == CREATED:
             self.recorder.count("properties_created")
             self.changes.append(
-                f"listing {pf_id}: would be created ({outcome.images_added} images)"
+                f"listing {pf_id}: would be created ({plural(outcome.images_added, 'image')})"
             )
         elif outcome.action == UPDATED:
             details = list(outcome.changes)

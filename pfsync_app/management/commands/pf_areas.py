@@ -279,7 +279,11 @@ class Command(PfsyncCommand):
                 )
             return text
         if status == areas.AMBIGUOUS:
-            text = f"{who}: ambiguous, {len(proposal.candidates)} locations have that name"
+            many = len(proposal.candidates)
+            text = (
+                f"{who}: ambiguous, {plural(many, 'location')} {verb(many, 'has', 'have')} "
+                "that name"
+            )
             if verbosity >= 2:
                 text += ": " + "; ".join(
                     f"{loc.id} [{areas.location_path(loc)}]" for loc in proposal.candidates

@@ -26,6 +26,7 @@ from pfsync_app.reports.summary import (
     summary_json,
     summary_table,
 )
+from pfsync_app.words import plural
 
 MAX_DAYS = 3650
 
@@ -132,7 +133,7 @@ class Command(PfsyncCommand):
             cause = f" [{cause_label(entry.reason, entry.http_status)}]" if entry.reason else ""
             subject = f" {entry.pf_id}" if entry.pf_id else ""
             out.write(f"{entry.level:<7} {entry.action}{subject}{cause}: {entry.message}")
-        out.write(f"{count} entries" + _dropped(run))
+        out.write(plural(count, "entry") + _dropped(run))
 
     def check_health(self, as_json: bool) -> None:
         """The health rule: exit 0 healthy, 1 unhealthy (SyncAborted, exit 2: cannot tell)."""

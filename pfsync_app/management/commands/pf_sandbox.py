@@ -16,6 +16,7 @@ from pfsync_app.management.options import (
     share,
 )
 from pfsync_app.sandbox import Sandbox
+from pfsync_app.words import plural
 
 
 class Command(BaseCommand):
@@ -146,7 +147,8 @@ class Command(BaseCommand):
         self.stdout.flush()
         if options["verbosity"] > 0:
             self.stderr.write(
-                f"Sandbox serving {options['users']} users and {options['listings']} listings "
+                f"Sandbox serving {plural(options['users'], 'user')} and "
+                f"{plural(options['listings'], 'listing')} "
                 f"at {sandbox.url}; press Ctrl-C to stop.",
                 style_func=self.style.SUCCESS,
             )
