@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import re
 import socket
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
@@ -20,6 +23,9 @@ from django.core.management import get_commands, load_command_class
 from django.core.management.base import BaseCommand, CommandError
 
 from pfsync_app.management.base import PfsyncCommand
+from pfsync_app.sandbox import Sandbox
+from tests.fixtures.faults import PROJECT_DIR
+from tests.fixtures.sandbox import SMALL
 from tests.jobs.test_bad_input import manage_py
 
 PFSYNC_COMMANDS = sorted(
@@ -144,3 +150,75 @@ def test_pf_sandbox_on_a_busy_port_exits_2_and_suggests_port_0():
         f"{os.strerror(errno.EADDRINUSE)} (another program uses that port; "
         "--port 0 picks any free port)."
     )
+
+
+class Says(PfsyncCommand):
+    """A command that logs one INFO and one WARNING line; ``run`` says whether it records a run."""
+
+    requires_system_checks: list[str] = []
+    run = False
+
+    def records_run(self, options):
+        return self.run
+
+    def handle(self, *args, **options):
+        logging.getLogger("pfsync.test").info("an info line")
+        logging.getLogger("pfsync.test").warning("a warning line")
+
+
+@pytest.fixture
+def console():
+    """A handler for pfsync's loggers, at INFO, as a host sets one (the test makes it stderr)."""
+    handler = logging.StreamHandler(StringIO())
+    pfsync = logging.getLogger("pfsync")
+    level = pfsync.level
+    pfsync.addHandler(handler)
+    pfsync.setLevel(logging.INFO)
+    yield handler
+    pfsync.removeHandler(handler)
+    pfsync.setLevel(level)
+
+
+@pytest.mark.parametrize(
+    ("run", "verbosity", "info_shown"), [(False, 1, False), (False, 2, True), (True, 1, True)]
+)
+def test_a_command_that_records_no_run_logs_info_on_the_console_only_with_v2(
+    console, monkeypatch, run, verbosity, info_shown
+):
+    # Here, not in the fixture: pytest's capture sets sys.stderr again for the test's call.
+    monkeypatch.setattr(sys, "stderr", console.stream)
+    command = Says(stdout=StringIO(), stderr=StringIO())
+    command.run = run
+    command.execute(verbosity=verbosity, no_color=True, force_color=False, skip_checks=True)
+
+    err = console.stream.getvalue()
+    assert "a warning line" in err
+    assert ("an info line" in err) == info_shown
+    assert console.filters == []
+
+
+@pytest.mark.slow
+def test_pf_webhooks_list_does_not_print_the_token_line_unless_v2():
+    with Sandbox(**SMALL) as sb:
+        env = {
+            **os.environ,
+            "PF_API_URL": sb.url,
+            "PF_API_KEY": sb.api_key,
+            "PF_API_SECRET": sb.api_secret,
+            "LOG_LEVEL": "info",
+        }
+        quiet, loud = (
+            subprocess.run(
+                [sys.executable, str(PROJECT_DIR / "manage.py"), "pf_webhooks", "list", *more],
+                cwd=PROJECT_DIR,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            for more in ([], ["-v", "2"])
+        )
+
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "No event subscriptions.\n", "")
+    assert loud.returncode == 0
+    assert "INFO pfsync.atlas [run -] Obtained an Atlas access token" in loud.stderr

@@ -107,7 +107,13 @@ class Command(PfsyncCommand):
                 help=f"Verbosity level, {shows}",
             )
 
+    def records_run(self, options: dict[str, Any]) -> bool:
+        """A link, and automap --apply, record a run; unmapped, search and a proposal do not."""
+        action = options.get("action")
+        return action == "link" or (action == "automap" and bool(options.get("apply")))
+
     def handle(self, *args: Any, **options: Any) -> None:
+
         handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "unmapped": self.unmapped,
             "search": self.search,

@@ -62,6 +62,9 @@ class Command(PfsyncCommand):
         )
         add_json(parser)
 
+    def records_run(self, options: dict[str, Any]) -> bool:
+        return False  # it reads runs
+
     def handle(self, *args: Any, **options: Any) -> None:
         if options["check"]:
             self.check_health(options["json"])

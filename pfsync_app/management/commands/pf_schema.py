@@ -28,6 +28,9 @@ class Command(PfsyncCommand):
         )
         add_json(parser, "map")
 
+    def records_run(self, options: dict[str, Any]) -> bool:
+        return False  # it compares the map with the database
+
     def handle(self, *args: Any, **options: Any) -> None:
         # A database that cannot be reached would show every host table as missing.
         problem = connection_problem(options["database"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from django.core.management.base import CommandError, CommandParser
@@ -29,7 +30,9 @@ class Command(PfsyncCommand):
             required=True,
             help="What to do (each has its own --help):",
         )
-        action_parser(actions, "list", help="List the event subscriptions of this API key.")
+        listing = action_parser(
+            actions, "list", help="List the event subscriptions of this API key."
+        )
         subscribe = action_parser(actions, "subscribe", help="Subscribe a URL to events.")
         subscribe.add_argument(
             "--url", required=True, help="Where events go, e.g. https://example.com/pf/webhook/."
@@ -63,6 +66,20 @@ class Command(PfsyncCommand):
             metavar="N",
             help="Process at most N events (default: all).",
         )
+        for action in (listing, subscribe, unsubscribe, process):
+            # So that "pf_webhooks list -v 2" works, not only "pf_webhooks -v 2 list".
+            action.add_argument(
+                "-v",
+                "--verbosity",
+                type=int,
+                choices=[0, 1, 2, 3],
+                default=argparse.SUPPRESS,
+                help="Verbosity level, 0 to 3 (default 1); 2 also shows pfsync's INFO log lines.",
+            )
+
+    def records_run(self, options: dict) -> bool:
+        """Processing events records a run; list, subscribe and unsubscribe do not."""
+        return options.get("action") == "process"
 
     def handle(self, *args, **options) -> None:
         action = options["action"]
