@@ -213,6 +213,10 @@ class Command(PfsyncCommand):
         )
         for note in result.name_notes:
             self.stderr.write(f"warning: the name {note}")
+        if not result.synced_listings:
+            self.stderr.write(
+                self.style.WARNING(f"warning: {areas.unknown_location(result.location_id)}.")
+            )
         if result.area_id is None:
             if result.already_linked:
                 self.stdout.write(
