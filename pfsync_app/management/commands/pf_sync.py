@@ -18,7 +18,7 @@ from pfsync_app.management.options import (
 )
 from pfsync_app.management.progress import progress_for
 from pfsync_app.reports.failures import summarize_failures
-from pfsync_app.reports.summary import COUNTER_LABELS
+from pfsync_app.reports.summary import counter_labels
 from pfsync_app.words import plural, verb
 
 # Unmapped locations listed after a run (-v 2: all of them).
@@ -127,21 +127,26 @@ class Command(PfsyncCommand):
         """The old service's counters, then what failed and what needs attention."""
         out = self.stdout
         if options.dry_run:
-            out.write(self.style.WARNING("DRY RUN: nothing was written or downloaded."))
+            out.write(self.style.WARNING("DRY RUN: what a sync would change (nothing is written):"))
             for line in result.changes:
                 out.write(f"  {line}")
-        title = "Sync finished" if not result.exit_code else "Sync finished with errors"
+        title = "Dry run finished" if options.dry_run else "Sync finished"
+        if result.exit_code:
+            title += " with errors"
         style = self.style.SUCCESS if not result.exit_code else self.style.WARNING
-        out.write(style(f"{title} (run {result.run_id})"))
-        for key, label in COUNTER_LABELS:
-            out.write(f"  {label + ':':<24}{result.counters.get(key, 0)}")
+        written = ": nothing was written or downloaded" if options.dry_run else ""
+        out.write(style(f"{title} (run {result.run_id}){written}"))
+        labels = counter_labels(options.dry_run)
+        width = max(24, max(len(label) for _, label in labels) + 2)
+        for key, label in labels:
+            out.write(f"  {label + ':':<{width}}{result.counters.get(key, 0)}")
         out.write(
-            f"  {'Listings unchanged:':<24}{result.listings_skipped_unchanged} "
+            f"  {'Listings unchanged:':<{width}}{result.listings_skipped_unchanged} "
             f"of {result.listings_received} received"
         )
         if result.listings_found_again or result.listings_confirmed_gone:
             out.write(
-                f"  {'Not in the pages:':<24}{result.listings_found_again} found again live "
+                f"  {'Not in the pages:':<{width}}{result.listings_found_again} found again live "
                 f"by a direct look-up, {result.listings_confirmed_gone} confirmed gone"
             )
         if result.unpublish_note:
