@@ -107,6 +107,10 @@ def test_pf_areas_says_ambiguous_candidates_only_for_automap():
         (["pf_sandbox", "--users", "-1"], "argument --users: expected a number of at least 0"),
         (["pf_sandbox", "--fault-rate", "2"], "argument --fault-rate: expected a share from 0"),
         (["pf_sandbox", "--token-ttl", "0"], "argument --token-ttl: expected more than 0 sec"),
+        # Refused in handle, after argparse: a CommandError, still status 2 and one sentence.
+        (["pf_sync", "--listing", "X", "--only", "users"], "--listing cannot be combined"),
+        (["pf_areas", "link", "abc", "1"], "location id must be a whole number, got 'abc'."),
+        (["pf_areas", "link", "0", "--create", "X"], "location id must be a positive number"),
     ],
 )
 def test_a_refused_option_or_argument_is_one_sentence_and_status_2(args, says):
@@ -114,7 +118,7 @@ def test_a_refused_option_or_argument_is_one_sentence_and_status_2(args, says):
 
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert re.match(rf"manage\.py {args[0]}( [a-z]+)?: error: ", last), last
+    assert re.match(rf"(manage\.py {args[0]}( [a-z]+)?: error|CommandError): ", last), last
     assert says in last
     assert "Traceback" not in result.stderr
 
