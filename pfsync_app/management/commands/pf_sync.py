@@ -40,7 +40,9 @@ class Command(PfsyncCommand):
             parser, "Fetch everything and report what would change; write and download nothing."
         )
         parser.add_argument(
-            "--only", choices=["users", "listings"], help="Sync only users or only listings."
+            "--only",
+            choices=["users", "listings"],
+            help="Sync only users or only listings (default: users, then listings).",
         )
         parser.add_argument(
             "--listing",
@@ -65,7 +67,8 @@ class Command(PfsyncCommand):
         parser.add_argument(
             "--allow-mass-unpublish",
             action="store_true",
-            help="Unpublish even above PF_SYNC_MAX_UNPUBLISH_PERCENT.",
+            help="Unpublish even when more than PF_SYNC_MAX_UNPUBLISH_PERCENT (a percentage, "
+            "default 10) of the published properties are gone.",
         )
         add_concurrency(parser)
         add_json(parser, "summary")
