@@ -79,7 +79,7 @@ def console_handlers() -> list[logging.Handler]:
     loggers = [logging.getLogger("pfsync"), logging.getLogger()]
     loggers += [
         logger
-        for name, logger in logging.Logger.manager.loggerDict.items()
+        for name, logger in list(logging.Logger.manager.loggerDict.items())
         if name.startswith("pfsync.") and isinstance(logger, logging.Logger)
     ]
     found: list[logging.Handler] = []
