@@ -286,14 +286,21 @@ class LinkJob(Job):
             if result.area_id is None:
                 text = (
                     f"location {result.location_id} is now named '{result.area_name}'; "
-                    f"{result.properties_filled} properties got the name"
+                    f"{plural(result.properties_filled, 'property')} got the name"
                 )
             else:
                 text = (
                     f"location {result.location_id} now links area {result.area_id} "
-                    f"'{result.area_name}'; {result.properties_filled} properties got the area"
+                    f"'{result.area_name}'; "
+                    f"{plural(result.properties_filled, 'property')} got the area"
                 )
             self.recorder.info("area.linked", text, pf_id=str(result.location_id))
+            if not result.synced_listings:
+                self.recorder.warning(
+                    "area.unknown_location",
+                    unknown_location(result.location_id),
+                    pf_id=str(result.location_id),
+                )
 
     def finish_message(self) -> str:
         done = sum(isinstance(r, LinkResult) for r in self.results)
@@ -301,6 +308,14 @@ class LinkJob(Job):
 
     def result(self) -> list[LinkResult | AreaError]:
         return self.results
+
+
+def unknown_location(location_id: int) -> str:
+    """The warning for a link to a location no synced listing has (kept: listings may come)."""
+    return (
+        f"no synced listing has location {location_id} yet; the link is kept for listings "
+        "to come (check the id with pf_areas search if it was a typo)"
+    )
 
 
 def link_location(

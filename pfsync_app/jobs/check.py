@@ -23,6 +23,7 @@ from pfsync_app.jobs.base import Job
 from pfsync_app.media.files import StoredFiles, inspect_stored, storage_location
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.causes import Cause
+from pfsync_app.words import plural
 from pfsync_app.writers.images import image_rows, recorded_files, referenced_names
 from pfsync_app.writers.listings import property_exists
 
@@ -225,7 +226,9 @@ def _verify_batch(
         _, recorded_size, recorded_sha = record
         if size != recorded_size:
             result.missing.append(
-                _corrupt(row, f"{size} bytes stored, {recorded_size} bytes recorded")
+                _corrupt(
+                    row, f"{plural(size, 'byte')} stored, {plural(recorded_size, 'byte')} recorded"
+                )
             )
             continue
         to_read.append((row, (recorded_size, recorded_sha)))
@@ -240,7 +243,10 @@ def _verify_batch(
             result.missing.append(_missing(row, "removed while it was being verified"))
         elif recorded is not None and stored.size != recorded[0]:
             result.missing.append(
-                _corrupt(row, f"{stored.size} bytes stored, {recorded[0]} bytes recorded")
+                _corrupt(
+                    row,
+                    f"{plural(stored.size, 'byte')} stored, {plural(recorded[0], 'byte')} recorded",
+                )
             )
         elif recorded is not None and stored.sha256 != recorded[1]:
             result.missing.append(_corrupt(row, "sha256 differs from the one recorded"))
@@ -251,6 +257,11 @@ def _verify_batch(
 
 def _missing(row: tuple, detail: str) -> MissingImage:
     return MissingImage(*row, reason=MISSING, detail=detail)
+
+
+def _sizes(stored: int, recorded: int) -> str:
+    """A file's size against pf_sync's record of it: "1 byte stored, 20 bytes recorded"."""
+    return f"{plural(stored, 'byte')} stored, {plural(recorded, 'byte')} recorded"
 
 
 def _corrupt(row: tuple, detail: str) -> MissingImage:
@@ -275,7 +286,7 @@ def empty_storage_problem(storage: Storage, scan: ScanResult) -> str | None:
         preposition, setting = "under", "MEDIA_ROOT"
     else:
         preposition, setting = "in", "AWS_STORAGE_BUCKET_NAME" if "bucket" in where else "STORAGES"
-    return f"0 of {scan.checked} files found {preposition} {where}: is {setting} right?"
+    return f"0 of {plural(scan.checked, 'file')} found {preposition} {where}: is {setting} right?"
 
 
 def require_property(pf_id: str | None) -> None:
@@ -351,7 +362,7 @@ class CheckJob(Job):
 
     def finish_message(self) -> str:
         scan = self.scan
-        checked = f"checked {scan.checked} images"
+        checked = f"checked {plural(scan.checked, 'image')}"
         if self.verify:
             checked += f" ({scan.verified} verified, {scan.unverified} without a recorded checksum)"
         return _finish_message(checked, len(scan.missing), scan.reasons())

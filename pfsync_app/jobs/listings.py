@@ -246,7 +246,7 @@ class ListingStage:
         if self.lookups.uses_fallback(values):
             self.fallback_used += 1
         if self.dry_run:
-            self._record_planned(values.pf_id, outcome)
+            self._record_planned(values.pf_id, outcome, values)
         else:
             self._record_saved(values, outcome, len(stored))
         self.progress.advance("listings")
@@ -318,7 +318,7 @@ class ListingStage:
             recorder.count("properties_created")
             recorder.info(
                 "property.created",
-                f"{values.fields['title'] or values.pf_id} ({downloaded} images)",
+                f"{values.fields['title'] or values.pf_id} ({plural(downloaded, 'image')})",
                 pf_id=values.pf_id,
                 object_type="property",
                 object_id=outcome.property_id,
@@ -338,7 +338,9 @@ class ListingStage:
                 object_id=outcome.property_id,
             )
 
-    def _record_planned(self, pf_id: str, outcome: ListingOutcome) -> None:
+    def _record_planned(
+        self, pf_id: str, outcome: ListingOutcome, values: PropertyValues | None = None
+    ) -> None:
         """A dry run's outcome: counted as it would be, and described in ``changes``."""
         if outcome.republished:
             self.recorder.count("properties_republished")
@@ -346,16 +348,34 @@ class ListingStage:
         if outcome.action == CREATED:
             self.recorder.count("properties_created")
             self.changes.append(
-                f"listing {pf_id}: would be created ({outcome.images_added} images)"
+                f"listing {pf_id}: would be created ({plural(outcome.images_added, 'image')})"
             )
         elif outcome.action == UPDATED:
-            details = list(outcome.changes)
+            details = self._new_agent_named(outcome.changes, values)
             if outcome.images_added:
                 details.append(f"images to download: {outcome.images_added}")
             if outcome.images_deactivated:
                 details.append(f"images to deactivate: {outcome.images_deactivated}")
             self.recorder.count("properties_updated")
             self.changes.append(f"listing {pf_id}: " + "; ".join(details))
+
+    def _new_agent_named(self, changes: list[str], values: PropertyValues | None) -> list[str]:
+        """A dry run's changes, its blank agent target said as the agent the real run creates.
+
+        A dry run creates no host user, so a listing whose agent is new maps to
+        no one (``user_id: 7 → ``); the real run would create that agent first.
+        """
+        if values is None or values.assigned_to_id is None:
+            return list(changes)
+        if self.lookups.agent_id(values.assigned_to_id) is not None:
+            return list(changes)
+        column = host_map()["property"].column("user")
+        blank = f"{column}: "
+        new = f"(a new agent: PF public profile {values.assigned_to_id})"
+        return [
+            line + new if column and line.startswith(blank) and line.endswith(" → ") else line
+            for line in changes
+        ]
 
     def _fail(self, pf_id: str, message: str, cause: Cause | None = None) -> None:
         self.recorder.error("listing.failed", message, pf_id=pf_id, cause=cause)

@@ -37,6 +37,7 @@ from pfsync_app.media.files import discard, require_writable_storage
 from pfsync_app.media.policy import safe_url
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.causes import Cause
+from pfsync_app.words import plural, verb
 from pfsync_app.writers.images import max_source_url, repoint_image
 
 # Listings fetched again in one go once this many properties have dead image URLs.
@@ -225,11 +226,12 @@ class RepairJob(Job):
         result = self.repair_result
         if self.dry_run:
             return (
-                f"dry run: {result.total_found} images need repair; "
+                f"dry run: {plural(result.total_found, 'image')} "
+                f"{verb(result.total_found, 'needs', 'need')} repair; "
                 f"{len(result.selected)} listed, nothing downloaded"
             )
         return (
-            f"repaired {len(result.repaired)} of {len(result.selected)} images; "
+            f"repaired {len(result.repaired)} of {plural(len(result.selected), 'image')}; "
             f"{result.still_missing} still missing"
         )
 

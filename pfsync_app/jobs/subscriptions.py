@@ -17,6 +17,7 @@ from pfsync_app.atlas import AtlasClient, AtlasError
 from pfsync_app.conf import pfsync_settings
 from pfsync_app.exceptions import WebhookSetupError
 from pfsync_app.jobs.webhooks import EVENT_TYPES
+from pfsync_app.words import plural
 
 #: Property Finder's limit on a subscription's signing secret.
 MAX_SECRET_CHARS = 32
@@ -57,7 +58,7 @@ def subscribe(
     secret = configured if secret is None else secret
     if len(secret) > MAX_SECRET_CHARS:
         raise WebhookSetupError(
-            f"the webhook secret has {len(secret)} characters; Property Finder allows at "
+            f"the webhook secret has {plural(len(secret), 'character')}; Property Finder allows at "
             f"most {MAX_SECRET_CHARS} (shorten PF_WEBHOOK_SECRET or --secret)"
         )
     if not secret and not pfsync_settings.PF_WEBHOOK_ALLOW_UNSIGNED:

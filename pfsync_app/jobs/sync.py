@@ -32,7 +32,7 @@ from pfsync_app.media.files import require_writable_storage, sweep_stale_downloa
 from pfsync_app.models import SyncRun
 from pfsync_app.reports.alerts import send_run_alert, send_stopped_run_alert
 from pfsync_app.reports.causes import Cause, cause_of
-from pfsync_app.words import plural
+from pfsync_app.words import plural, verb
 from pfsync_app.writers.fit import clean_text
 from pfsync_app.writers.listings import published_pf_ids, unpublish
 
@@ -319,7 +319,8 @@ class SyncJob(Job):
         self.sync_result.listings_confirmed_gone = len(gone)
         self.recorder.info(
             "unpublish.confirmed",
-            f"{len(unseen)} published properties were not in the listing pages; a direct "
+            f"{plural(len(unseen), 'published property')} "
+            f"{verb(len(unseen), 'was', 'were')} not in the listing pages; a direct "
             f"look-up found {len(found_again)} still live (synced, kept published) and "
             f"confirmed {len(gone)} gone",
         )
@@ -342,7 +343,7 @@ class SyncJob(Job):
             raise atlas_failure(exc, "", mid_run=True) from exc
         except AtlasError as exc:
             self._skip_unpublishing(
-                f"looking up {len(pf_ids)} unpaged properties failed: {exc}; "
+                f"looking up {plural(len(pf_ids), 'unpaged property')} failed: {exc}; "
                 "nothing was unpublished"
             )
             return None
@@ -359,7 +360,8 @@ class SyncJob(Job):
         share = 100.0 * len(gone) / max(published, 1)
         if share > limit and not self.sync_options.allow_mass_unpublish:
             self._skip_unpublishing(
-                f"{len(gone)} of {published} published properties ({share:.0f}%) are "
+                f"{len(gone)} of {plural(published, 'published property')} ({share:.0f}%) "
+                f"{verb(len(gone), 'is', 'are')} "
                 f"no longer on Property Finder, above PF_SYNC_MAX_UNPUBLISH_PERCENT="
                 f"{limit:g}; nothing was unpublished (use --allow-mass-unpublish if this "
                 "is real)"

@@ -240,7 +240,7 @@ class WebhookBatch(Job):
             settle_event(event, status, redact(message))
             if given_up:
                 summary.failed += 1
-                outcome = f"given up after {event.attempts} attempts"
+                outcome = f"given up after {plural(event.attempts, 'attempt')}"
             else:
                 summary.retry += 1
                 outcome = f"attempt {event.attempts} of {MAX_ATTEMPTS}; it will be retried"

@@ -5,6 +5,7 @@ options, calls one job, and prints. ``PfsyncCommand.execute`` turns the ways a
 command cannot run into one sentence on stderr and exit status 2:
 ``SyncAborted`` from a job ("pf_sync could not run: ..."), ``PfsyncError``
 for a request the command refuses (a pf_areas link, a webhook subscription),
+a ``CommandError`` whatever status it was raised with,
 and a database error said as what it means (``pfsync_app.database``: the
 database cannot be reached, pfsync's tables are missing, a host table is).
 
@@ -65,12 +66,68 @@ def from_database(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> bool:
     return False
 
 
+class _WarningsOnly(logging.Filter):
+    """Lets through records of level WARNING and above."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def console_handlers() -> list[logging.Handler]:
+    """The handlers of pfsync's loggers and the root that write to the terminal."""
+    terminal = {sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__}
+    loggers = [logging.getLogger("pfsync"), logging.getLogger()]
+    loggers += [
+        logger
+        for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if name.startswith("pfsync.") and isinstance(logger, logging.Logger)
+    ]
+    found: list[logging.Handler] = []
+    for logger in loggers:
+        for handler in logger.handlers:
+            stream = getattr(handler, "stream", None)
+            if (
+                isinstance(handler, logging.StreamHandler)
+                and not isinstance(handler, logging.FileHandler)
+                and stream in terminal
+                and handler not in found
+            ):
+                found.append(handler)
+    return found
+
+
+@contextmanager
+def console_at_warning(quiet: bool) -> Iterator[None]:
+    """While it lasts (when ``quiet``), the terminal's log handlers show WARNING and above.
+
+    Only the console: a host's file or syslog handler keeps every record.
+    """
+    if not quiet:
+        yield
+        return
+    only = _WarningsOnly()
+    handlers = console_handlers()
+    for handler in handlers:
+        handler.addFilter(only)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(only)
+
+
 class PfsyncCommand(BaseCommand):
-    """A pfsync command: ``handle`` may raise SyncAborted or PfsyncError; both exit 2."""
+    """A pfsync command: ``handle`` may raise SyncAborted, PfsyncError or CommandError; all exit 2.
+
+    A ``CommandError`` raised with Django's default status 1 leaves with 2: status 1
+    is kept for a run that finished with item errors, which commands say with
+    ``sys.exit(1)``.
+    """
 
     def execute(self, *args: Any, **options: Any) -> Any:
         """Run the command; a job that could not run is one sentence and exit status 2."""
-        with self.stopping_on_sigterm():
+        quiet = not self.records_run(options) and options.get("verbosity", 1) < 2
+        with self.stopping_on_sigterm(), console_at_warning(quiet):
             try:
                 return super().execute(*args, **options)
             except SyncAborted as exc:
@@ -79,7 +136,11 @@ class PfsyncCommand(BaseCommand):
                 ) from None
             except PfsyncError as exc:
                 raise CommandError(str(exc), returncode=COULD_NOT_RUN) from None
-            except CommandError:
+            except CommandError as exc:
+                # Django's default status 1 would say "finished, with item errors"; a command
+                # that refuses an option or argument did not run (item errors use sys.exit(1)).
+                if exc.returncode == 1:
+                    exc.returncode = COULD_NOT_RUN
                 raise
             except BrokenPipeError:
                 self.reader_gone()
@@ -98,6 +159,15 @@ class PfsyncCommand(BaseCommand):
                         f"{self.command_name()} could not run: {problem}", returncode=COULD_NOT_RUN
                     ) from None
                 raise self.unexpected(exc) from None
+
+    def records_run(self, options: dict[str, Any]) -> bool:
+        """Whether this invocation records a run (a SyncRun), whose INFO lines the console keeps.
+
+        One that does not (a search, a listing, a report) is interactive: its
+        console shows WARNING and above unless ``-v 2``, so an access token
+        obtained is not news on a terminal. Commands override this.
+        """
+        return True
 
     def check(self, *args: Any, **kwargs: Any) -> None:
         """Django's system checks, after pfsync's settings: a wrong one is a sentence, exit 2.

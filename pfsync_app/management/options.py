@@ -6,6 +6,7 @@ argparse names the option and exits with status 2 for a value these types refuse
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -19,12 +20,70 @@ def positive_int(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    """argparse type: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {value}")
+    return value
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port, 0 to 65535 (0: any free port)."""
+    value = count(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def milliseconds(text: str) -> float:
+    """argparse type: a delay in milliseconds, 0 or more."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 ms or more, got {text}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """argparse type: a duration in seconds, more than 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected more than 0 seconds, got {text}")
+    return value
+
+
+def share(text: str) -> float:
+    """argparse type: a share from 0 to 1 (0.1: one in ten)."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {text}")
+    return value
+
+
 def pf_id(text: str) -> str:
     """argparse type: a listing's pf_id, stripped; blank is refused."""
     value = text.strip()
     if not value:
         raise argparse.ArgumentTypeError("expected a pf_id, got nothing")
     return value
+
+
+def action_parser(actions: Any, name: str, *, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line ``help`` is its line in the parent's --help and its own."""
+    return actions.add_parser(name, help=help, description=help)
 
 
 def add_json(parser: argparse.ArgumentParser, what: str = "report") -> None:
@@ -44,8 +103,21 @@ def add_property(parser: argparse.ArgumentParser, verb: str) -> None:
 def add_concurrency(parser: argparse.ArgumentParser) -> None:
     """--concurrency N: image downloads at once, instead of PF_SYNC_CONCURRENCY."""
     parser.add_argument(
-        "--concurrency", type=positive_int, help="Image downloads at once (PF_SYNC_CONCURRENCY)."
+        "--concurrency",
+        type=positive_int,
+        metavar="N",
+        help=f"Download N images at once (default: PF_SYNC_CONCURRENCY, {_default_concurrency()}).",
     )
+
+
+def _default_concurrency() -> str:
+    """PF_SYNC_CONCURRENCY's value in effect, for --help."""
+    from pfsync_app.conf import pfsync_settings
+
+    try:
+        return str(pfsync_settings.PF_SYNC_CONCURRENCY)
+    except Exception:  # a wrong setting is the command's sentence, not --help's
+        return "16 unless set"
 
 
 def add_dry_run(parser: argparse.ArgumentParser, what: str) -> None:

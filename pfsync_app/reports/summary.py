@@ -95,6 +95,25 @@ COUNTER_LABELS: tuple[tuple[str, str], ...] = (
     ("errors", "Errors"),
 )
 
+#: The same counters in a dry run, which writes nothing: what the real run would do.
+DRY_RUN_LABELS: dict[str, str] = {
+    "properties_created": "Would create properties",
+    "properties_updated": "Would update properties",
+    "properties_unpublished": "Would unpublish properties",
+    "properties_republished": "Would republish properties",
+    "images_downloaded": "Would download images",
+    "images_deactivated": "Would deactivate images",
+    "users_created": "Would create users",
+    "users_updated": "Would update users",
+}
+
+
+def counter_labels(dry_run: bool = False) -> list[tuple[str, str]]:
+    """COUNTER_LABELS, or in a dry run the verbs of what the real run would do."""
+    if not dry_run:
+        return list(COUNTER_LABELS)
+    return [(key, DRY_RUN_LABELS.get(key, label)) for key, label in COUNTER_LABELS]
+
 
 def daily_summary(days: int = 7) -> list[dict[str, Any]]:
     """pf_sync totals per day (TIME_ZONE days), newest first, including days without runs.

@@ -78,6 +78,8 @@ class LinkResult:
     previous_location_id: int | None = None
     properties_filled: int = 0
     properties_cleared: int = 0
+    #: Synced listings at this location (0: none yet, perhaps a mistyped id).
+    synced_listings: int = 0
     #: What was removed from the name to store it ("had 1 NUL character, removed").
     name_notes: list[str] = field(default_factory=list)
 
@@ -156,6 +158,7 @@ def _link(
                 result.properties_cleared = _clear_properties(area.pk, previous, now)
             Area.objects.filter(pk=area.pk).update(pf_location_id=location_id)
     result.properties_filled = _fill_properties(location_id, area.pk, now, area.name)
+    result.synced_listings = synced_listings_at(location_id)
     return result
 
 
@@ -183,6 +186,11 @@ def _create_area(name: str, location_id: int, force: bool) -> Area:
     area = Area(name=name, pf_location_id=location_id)
     area.save(force_insert=True)
     return area
+
+
+def synced_listings_at(location_id: int) -> int:
+    """How many synced listings (pfsync's listing state) have this Property Finder location."""
+    return ListingState.objects.filter(location_id=location_id).count()
 
 
 def _waiting_for(location_id: int) -> Any:
@@ -318,6 +326,7 @@ def link_name(location_id: int, name: str, force: bool) -> LinkResult:
                     location_id=location_id, defaults={"name": name, "linked_at": timezone.now()}
                 )
             result.properties_filled = _fill_names(location_id, name, timezone.now())
+            result.synced_listings = synced_listings_at(location_id)
             return result
     except IntegrityError as exc:
         raise AreaError(f"location {location_id} could not be named: {first_line(exc)}.") from None

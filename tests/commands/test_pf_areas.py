@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from pfsync_app.jobs.sync import SyncOptions, run_sync
-from pfsync_app.models import Area, Property
+from pfsync_app.models import Area, Property, SyncRun
 from pfsync_app.sandbox import Sandbox
 from pfsync_app.words import plural
 from pfsync_app.writers.areas import unmapped_locations
@@ -149,6 +149,35 @@ def test_link_prints_how_many_properties_got_the_area(synced):
     assert f"Area {area.pk} 'Somewhere' now links location {location_id}." in out
     assert f"{plural(waiting[location_id], 'property')} got the area." in out
     assert Property.objects.filter(area_id=area.pk).count() == waiting[location_id]
+
+
+def link_err(*args: str) -> tuple[str, str]:
+    """pf_areas link in this process: what it printed on stdout and on stderr."""
+    out, err = StringIO(), StringIO()
+    call_command("pf_areas", "link", *args, stdout=out, stderr=err, no_color=True)
+    return out.getvalue(), err.getvalue()
+
+
+def test_linking_a_location_no_synced_listing_has_warns_and_keeps_the_link(synced):
+    out, err = link_err("99999", "--create", "Nowhere")
+
+    area = Area.objects.get(pf_location_id=99999)
+    assert f"Created area {area.pk} 'Nowhere' now links location 99999." in out
+    assert "0 properties got the area." in out
+    assert err.splitlines() == [
+        "warning: no synced listing has location 99999 yet; the link is kept for listings to "
+        "come (check the id with pf_areas search if it was a typo)."
+    ]
+    run = SyncRun.objects.latest("pk")
+    assert run.entries.filter(level="warning", action="area.unknown_location").count() == 1
+
+
+def test_linking_a_location_of_synced_listings_gives_no_warning(synced):
+    location_id = unmapped_locations()[0].location_id
+
+    _, err = link_err(str(location_id), "--create", "Somewhere")
+
+    assert err == ""
 
 
 def test_link_create_prints_the_new_area(synced):

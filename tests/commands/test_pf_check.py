@@ -67,7 +67,7 @@ def test_pf_check_prints_one_line_per_property_like_the_old_service(synced):
     assert out.splitlines()[:3] == [
         "✗ Found 3 missing images:",
         f"  Property ID {first.pk} (pf_id: {first.pf_id}): 2 missing images",
-        f"  Property ID {second.pk} (pf_id: {second.pf_id}): 1 missing images (1 empty)",
+        f"  Property ID {second.pk} (pf_id: {second.pf_id}): 1 missing image (1 empty)",
     ]
 
 
@@ -171,8 +171,8 @@ def test_pf_check_as_a_process_exits_0_1_and_2(tmp_path):
     )
     assert missing.returncode == 1
     assert missing.stdout.splitlines()[:2] == [
-        "✗ Found 1 missing images:",
-        "  Property ID 7 (pf_id: PFX): 1 missing images",
+        "✗ Found 1 missing image:",
+        "  Property ID 7 (pf_id: PFX): 1 missing image",
     ]
     assert broken.returncode == 2
     assert "pf_check could not run: pfsync's tables are missing" in broken.stderr

@@ -189,7 +189,7 @@ def test_limit_repairs_only_the_first_images_and_counts_the_rest_as_still_missin
 
     assert status == 1
     assert "Found 3 missing images. Starting repair (the first 1: --limit)..." in out
-    assert out.splitlines()[-1] == "Repaired 1 of 1 images; 2 still missing."
+    assert out.splitlines()[-1] == "Repaired 1 of 1 image; 2 still missing."
     assert fresh(rows[0]).image != rows[0].image
     assert [fresh(r).image for r in rows[1:3]] == [r.image for r in rows[1:3]]
 

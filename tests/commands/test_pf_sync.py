@@ -168,3 +168,28 @@ def test_a_listing_back_from_one_night_away_is_counted_republished_in_text_and_j
     sb.faults.bring_back(pf_id)
     text, _ = sync("--json")
     assert json.loads(text)["counters"]["properties_republished"] == 1
+
+
+def test_a_dry_run_says_so_in_its_header_and_names_the_agent_a_real_run_would_create(
+    sandbox_settings,
+):
+    sb = sandbox_settings
+    call_command("pf_sync", "--no-images", stdout=StringIO(), stderr=StringIO())
+    profile = sb.data.user(sb.data.add_user())["publicProfile"]["id"]
+    moved = sb.data.listings()[0]["id"]
+    sb.data.update_listing(moved, **{"assignedTo.id": profile})
+    before = Property.objects.get(pf_id=moved).user_id
+
+    out, status = sync("--dry-run", "--no-images")
+
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0] == "DRY RUN: what a sync would change (nothing is written):"
+    [changed] = [line for line in lines if line.startswith(f"  listing {moved}: ")]
+    assert f"user_id: {before} → (a new agent: PF public profile {profile})" in changed
+    header = next(line for line in lines if line.startswith("Dry run finished"))
+    assert re.fullmatch(r"Dry run finished \(run \d+\): nothing was written or downloaded", header)
+    assert "  Would update properties:    1" in lines
+    assert "  Would create users:         1" in lines
+    assert not any(line.startswith(("Sync finished", "  Properties updated")) for line in lines)
+    assert Property.objects.get(pf_id=moved).user_id == before

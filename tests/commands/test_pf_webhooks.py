@@ -109,10 +109,21 @@ def test_unsubscribe_deletes_the_subscriptions_of_an_event_type(sb):
     assert remaining == set(EVENT_TYPES) - {"user.deleted", "user.deactivated"}
 
 
-def test_unsubscribing_an_event_without_subscription_fails_with_the_api_reason(sb):
-    with pytest.raises(CommandError, match=r"pf_webhooks unsubscribe failed: .*404") as error:
-        run("unsubscribe", "listing.action")
-    assert error.value.returncode == 2
+def test_unsubscribing_an_event_without_subscription_says_there_is_nothing_to_do(sb):
+    run("subscribe", "--url", HOOK, "--event", "user.created")
+
+    output = run("unsubscribe", "listing.action", "user.created")
+
+    assert "there is no subscription to listing.action: nothing to unsubscribe" in output
+    assert re.search(r"user\.created\s+unsubscribed", output)
+    assert sb.webhooks.subscriptions() == []
+
+
+def test_unsubscribing_an_unknown_event_type_is_refused_before_any_request(sb):
+    sb.clear_requests()
+    with pytest.raises(CommandError, match=r"argument EVENT_TYPE: invalid choice: 'listing'"):
+        run("unsubscribe", "listing")
+    assert not sb.requests
 
 
 def test_refused_credentials_are_a_one_sentence_error(sb):

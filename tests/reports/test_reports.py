@@ -503,9 +503,9 @@ def test_pf_report_json_lists_days_newest_first():
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("0", "--days must be between 1 and 3650, got 0."),
-        ("3651", "--days must be between 1 and 3650, got 3651."),
-        ("week", "--days must be a whole number of days, got 'week'."),
+        ("0", "Error: argument --days: expected 1 to 3650 days, got 0"),
+        ("3651", "Error: argument --days: expected 1 to 3650 days, got 3651"),
+        ("week", "Error: argument --days: expected a whole number of days, got 'week'"),
     ],
 )
 def test_pf_report_refuses_a_bad_days_value_with_one_sentence(value, message):

@@ -15,6 +15,7 @@ from pfsync_app.jobs import areas
 from pfsync_app.jobs.base import atlas_failure
 from pfsync_app.jobs.clients import build_client
 from pfsync_app.management.base import PfsyncCommand
+from pfsync_app.management.options import action_parser
 from pfsync_app.words import plural, verb
 from pfsync_app.writers.areas import has_areas, unmapped_locations
 
@@ -26,15 +27,20 @@ class Command(PfsyncCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        actions = parser.add_subparsers(
+            dest="action",
+            required=True,
+            metavar="ACTION",
+            help="What to do (each has its own --help):",
+        )
 
-        unmapped = actions.add_parser(
-            "unmapped", help="Locations of synced listings that no host area links."
+        unmapped = action_parser(
+            actions, "unmapped", help="Locations of synced listings that no host area links."
         )
         unmapped.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
 
-        search = actions.add_parser(
-            "search", help="Search Property Finder locations (GET /v1/locations)."
+        search = action_parser(
+            actions, "search", help="Search Property Finder locations (GET /v1/locations)."
         )
         search.add_argument("text", help="At least 2 characters of a location's name.")
         search.add_argument(
@@ -47,7 +53,8 @@ class Command(PfsyncCommand):
             'Hills Estate" (a printed path "Dubai > Dubai Hills Estate" works too).',
         )
 
-        link = actions.add_parser(
+        link = action_parser(
+            actions,
             "link",
             help="Link a location to a host area and give its waiting properties that area.",
         )
@@ -77,7 +84,8 @@ class Command(PfsyncCommand):
             "rename a named location.",
         )
 
-        automap = actions.add_parser(
+        automap = action_parser(
+            actions,
             "automap",
             help="Propose a link for each unlinked area whose name matches exactly one location.",
         )
@@ -85,16 +93,27 @@ class Command(PfsyncCommand):
 
         for action in (unmapped, search, link, automap):
             # So that "pf_areas automap -v 2" works, not only "pf_areas -v 2 automap".
+            shows = (
+                "0 to 3 (default 1); 2 also shows the paths of ambiguous candidates."
+                if action is automap
+                else "0 to 3 (default 1)."
+            )
             action.add_argument(
                 "-v",
                 "--verbosity",
                 type=int,
                 choices=[0, 1, 2, 3],
                 default=argparse.SUPPRESS,
-                help="Verbosity level; 2 also shows the paths of ambiguous candidates.",
+                help=f"Verbosity level, {shows}",
             )
 
+    def records_run(self, options: dict[str, Any]) -> bool:
+        """A link, and automap --apply, record a run; unmapped, search and a proposal do not."""
+        action = options.get("action")
+        return action == "link" or (action == "automap" and bool(options.get("apply")))
+
     def handle(self, *args: Any, **options: Any) -> None:
+
         handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "unmapped": self.unmapped,
             "search": self.search,
@@ -194,6 +213,10 @@ class Command(PfsyncCommand):
         )
         for note in result.name_notes:
             self.stderr.write(f"warning: the name {note}")
+        if not result.synced_listings:
+            self.stderr.write(
+                self.style.WARNING(f"warning: {areas.unknown_location(result.location_id)}.")
+            )
         if result.area_id is None:
             if result.already_linked:
                 self.stdout.write(
@@ -266,7 +289,11 @@ class Command(PfsyncCommand):
                 )
             return text
         if status == areas.AMBIGUOUS:
-            text = f"{who}: ambiguous, {len(proposal.candidates)} locations have that name"
+            many = len(proposal.candidates)
+            text = (
+                f"{who}: ambiguous, {plural(many, 'location')} {verb(many, 'has', 'have')} "
+                "that name"
+            )
             if verbosity >= 2:
                 text += ": " + "; ".join(
                     f"{loc.id} [{areas.location_path(loc)}]" for loc in proposal.candidates

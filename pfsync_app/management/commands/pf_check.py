@@ -57,11 +57,11 @@ class Command(PfsyncCommand):
         if not result.missing:
             out.write(self.style.SUCCESS("✓ No missing images found. All images are present."))
         else:
-            out.write(self.style.ERROR(f"✗ Found {len(result.missing)} missing images:"))
+            out.write(self.style.ERROR(f"✗ Found {plural(len(result.missing), 'missing image')}:"))
             for group in result.by_property():
                 line = (
                     f"  Property ID {group.property_id} (pf_id: {group.pf_id}): "
-                    f"{group.total} missing images"
+                    f"{plural(group.total, 'missing image')}"
                 )
                 if set(group.reasons) != {MISSING}:
                     line += " (" + ", ".join(f"{n} {r}" for r, n in group.reasons.items()) + ")"

@@ -25,6 +25,7 @@ from pfsync_app.management.options import (
     add_property,
     positive_int,
 )
+from pfsync_app.words import plural
 
 
 class PrintedEvents(RepairEvents):
@@ -41,7 +42,7 @@ class PrintedEvents(RepairEvents):
             return
         limited = f" (the first {len(selected)}: --limit)" if len(selected) < total else ""
         if self.dry_run:
-            out.write(f"Found {total} missing images. Would repair{limited}:")
+            out.write(f"Found {plural(total, 'missing image')}. Would repair{limited}:")
             for item in selected:
                 out.write(
                     f"  image {item.image_id} of property {item.property_id} "
@@ -49,7 +50,7 @@ class PrintedEvents(RepairEvents):
                     f"from {item.source_url or '(no URL)'}"
                 )
             return
-        out.write(f"Found {total} missing images. Starting repair{limited}...")
+        out.write(f"Found {plural(total, 'missing image')}. Starting repair{limited}...")
 
     def repaired(self, item: RepairedImage) -> None:
         moved = " (new URL from the listing)" if item.url_changed else ""
@@ -78,7 +79,12 @@ class Command(PfsyncCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_dry_run(parser, "List what would be repaired; download and write nothing.")
-        parser.add_argument("--limit", type=positive_int, help="Repair at most N images.")
+        parser.add_argument(
+            "--limit",
+            type=positive_int,
+            metavar="N",
+            help="Repair at most N images (default: all).",
+        )
         add_property(parser, "Repair")
         parser.add_argument(
             "--verify",
@@ -127,7 +133,7 @@ class Command(PfsyncCommand):
         style = self.style.SUCCESS if not result.still_missing else self.style.WARNING
         self.stdout.write(
             style(
-                f"Repaired {len(result.repaired)} of {len(result.selected)} images; "
+                f"Repaired {len(result.repaired)} of {plural(len(result.selected), 'image')}; "
                 f"{result.still_missing} still missing."
             )
         )

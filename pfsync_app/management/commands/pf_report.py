@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any
@@ -25,6 +26,7 @@ from pfsync_app.reports.summary import (
     summary_json,
     summary_table,
 )
+from pfsync_app.words import plural
 
 MAX_DAYS = 3650
 
@@ -38,8 +40,10 @@ class Command(PfsyncCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--days",
-            default="7",
-            help=f"How many days to show, today included (1 to {MAX_DAYS}; default 7).",
+            type=days_back,
+            default=7,
+            metavar="N",
+            help=f"How many days to show, today included (1 to {MAX_DAYS}; default %(default)s).",
         )
         which = parser.add_mutually_exclusive_group()
         which.add_argument(
@@ -58,13 +62,20 @@ class Command(PfsyncCommand):
         )
         add_json(parser)
 
+    def records_run(self, options: dict[str, Any]) -> bool:
+        return False  # it reads runs
+
     def handle(self, *args: Any, **options: Any) -> None:
         if options["check"]:
             self.check_health(options["json"])
         elif options["run"] is not None:
             self.print_run(options["run"], options["json"])
         else:
-            self.print_days(_parse_days(options["days"]), options["json"])
+            try:  # again, for call_command(days=...), which skips argparse's types
+                days = days_back(options["days"])
+            except argparse.ArgumentTypeError as exc:
+                raise CommandError(f"argument --days: {exc}") from None
+            self.print_days(days, options["json"])
 
     def print_days(self, days: int, as_json: bool) -> None:
         """The per-day totals table (or JSON)."""
@@ -125,7 +136,7 @@ class Command(PfsyncCommand):
             cause = f" [{cause_label(entry.reason, entry.http_status)}]" if entry.reason else ""
             subject = f" {entry.pf_id}" if entry.pf_id else ""
             out.write(f"{entry.level:<7} {entry.action}{subject}{cause}: {entry.message}")
-        out.write(f"{count} entries" + _dropped(run))
+        out.write(plural(count, "entry") + _dropped(run))
 
     def check_health(self, as_json: bool) -> None:
         """The health rule: exit 0 healthy, 1 unhealthy (SyncAborted, exit 2: cannot tell)."""
@@ -148,12 +159,17 @@ def _dropped(run: SyncRun) -> str:
     return f"; {run.entries_dropped} more were not kept (PF_REPORT_MAX_ENTRIES)."
 
 
-def _parse_days(value: Any) -> int:
-    """--days as a whole number of days within 1..MAX_DAYS."""
+def days_back(value: Any) -> int:
+    """argparse type for --days: a whole number of days within 1..MAX_DAYS.
+
+    Refused the way every option is: argparse names --days, exit status 2.
+    """
     try:
         days = int(str(value).strip())
     except ValueError:
-        raise CommandError(f"--days must be a whole number of days, got {value!r}.") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of days, got {value!r}"
+        ) from None
     if not 1 <= days <= MAX_DAYS:
-        raise CommandError(f"--days must be between 1 and {MAX_DAYS}, got {days}.")
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_DAYS} days, got {days}")
     return days

@@ -22,9 +22,14 @@ class Command(PfsyncCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--database", default="default", help="The database to compare the map with."
+            "--database",
+            default="default",
+            help="The database alias to compare the map with (default %(default)s).",
         )
         add_json(parser, "map")
+
+    def records_run(self, options: dict[str, Any]) -> bool:
+        return False  # it compares the map with the database
 
     def handle(self, *args: Any, **options: Any) -> None:
         # A database that cannot be reached would show every host table as missing.

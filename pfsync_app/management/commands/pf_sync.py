@@ -18,7 +18,7 @@ from pfsync_app.management.options import (
 )
 from pfsync_app.management.progress import progress_for
 from pfsync_app.reports.failures import summarize_failures
-from pfsync_app.reports.summary import COUNTER_LABELS
+from pfsync_app.reports.summary import counter_labels
 from pfsync_app.words import plural
 from pfsync_app.writers.areas import unmapped_kind
 
@@ -41,7 +41,9 @@ class Command(PfsyncCommand):
             parser, "Fetch everything and report what would change; write and download nothing."
         )
         parser.add_argument(
-            "--only", choices=["users", "listings"], help="Sync only users or only listings."
+            "--only",
+            choices=["users", "listings"],
+            help="Sync only users or only listings (default: users, then listings).",
         )
         parser.add_argument(
             "--listing",
@@ -52,7 +54,12 @@ class Command(PfsyncCommand):
             help="Sync just this listing (repeatable).",
         )
         parser.add_argument("--no-images", action="store_true", help="Do not download images.")
-        parser.add_argument("--limit", type=positive_int, help="Stop after N listings.")
+        parser.add_argument(
+            "--limit",
+            type=positive_int,
+            metavar="N",
+            help="Stop after N listings (default: all); such a run unpublishes nothing.",
+        )
         parser.add_argument(
             "--full",
             action="store_true",
@@ -61,7 +68,8 @@ class Command(PfsyncCommand):
         parser.add_argument(
             "--allow-mass-unpublish",
             action="store_true",
-            help="Unpublish even above PF_SYNC_MAX_UNPUBLISH_PERCENT.",
+            help="Unpublish even when more than PF_SYNC_MAX_UNPUBLISH_PERCENT (a percentage, "
+            "default 10) of the published properties are gone.",
         )
         add_concurrency(parser)
         add_json(parser, "summary")
@@ -123,21 +131,26 @@ class Command(PfsyncCommand):
         """The old service's counters, then what failed and what needs attention."""
         out = self.stdout
         if options.dry_run:
-            out.write(self.style.WARNING("DRY RUN: nothing was written or downloaded."))
+            out.write(self.style.WARNING("DRY RUN: what a sync would change (nothing is written):"))
             for line in result.changes:
                 out.write(f"  {line}")
-        title = "Sync finished" if not result.exit_code else "Sync finished with errors"
+        title = "Dry run finished" if options.dry_run else "Sync finished"
+        if result.exit_code:
+            title += " with errors"
         style = self.style.SUCCESS if not result.exit_code else self.style.WARNING
-        out.write(style(f"{title} (run {result.run_id})"))
-        for key, label in COUNTER_LABELS:
-            out.write(f"  {label + ':':<24}{result.counters.get(key, 0)}")
+        written = ": nothing was written or downloaded" if options.dry_run else ""
+        out.write(style(f"{title} (run {result.run_id}){written}"))
+        labels = counter_labels(options.dry_run)
+        width = max(24, max(len(label) for _, label in labels) + 2)
+        for key, label in labels:
+            out.write(f"  {label + ':':<{width}}{result.counters.get(key, 0)}")
         out.write(
-            f"  {'Listings unchanged:':<24}{result.listings_skipped_unchanged} "
+            f"  {'Listings unchanged:':<{width}}{result.listings_skipped_unchanged} "
             f"of {result.listings_received} received"
         )
         if result.listings_found_again or result.listings_confirmed_gone:
             out.write(
-                f"  {'Not in the pages:':<24}{result.listings_found_again} found again live "
+                f"  {'Not in the pages:':<{width}}{result.listings_found_again} found again live "
                 f"by a direct look-up, {result.listings_confirmed_gone} confirmed gone"
             )
         if result.unpublish_note:

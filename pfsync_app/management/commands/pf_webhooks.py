@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from django.core.management.base import CommandError, CommandParser
 
 from pfsync_app.atlas import AtlasClient, AtlasError
-from pfsync_app.atlas.errors import CredentialsMissing
+from pfsync_app.atlas.errors import ApiError, CredentialsMissing
 from pfsync_app.jobs.base import atlas_failure
 from pfsync_app.jobs.subscriptions import subscribe
 from pfsync_app.jobs.webhooks import EVENT_TYPES, process_pending
 from pfsync_app.management.base import PfsyncCommand
-from pfsync_app.management.options import positive_int
+from pfsync_app.management.options import action_parser, positive_int
 from pfsync_app.words import plural
 
 
@@ -23,9 +24,16 @@ class Command(PfsyncCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-        actions.add_parser("list", help="List the event subscriptions of this API key.")
-        subscribe = actions.add_parser("subscribe", help="Subscribe a URL to events.")
+        actions = parser.add_subparsers(
+            dest="action",
+            metavar="ACTION",
+            required=True,
+            help="What to do (each has its own --help):",
+        )
+        listing = action_parser(
+            actions, "list", help="List the event subscriptions of this API key."
+        )
+        subscribe = action_parser(actions, "subscribe", help="Subscribe a URL to events.")
         subscribe.add_argument(
             "--url", required=True, help="Where events go, e.g. https://example.com/pf/webhook/."
         )
@@ -39,14 +47,39 @@ class Command(PfsyncCommand):
         subscribe.add_argument(
             "--secret", help="Signing secret (at most 32 characters); default PF_WEBHOOK_SECRET."
         )
-        unsubscribe = actions.add_parser(
-            "unsubscribe", help="Delete every subscription of these event types."
+        unsubscribe = action_parser(
+            actions, "unsubscribe", help="Delete every subscription of these event types."
         )
-        unsubscribe.add_argument("event_ids", nargs="+", metavar="EVENT_ID")
-        process = actions.add_parser(
-            "process", help="Process stored events that are still pending (oldest first)."
+        unsubscribe.add_argument(
+            "event_types",
+            nargs="+",
+            choices=EVENT_TYPES,
+            metavar="EVENT_TYPE",
+            help=f"An event type whose subscriptions to delete, one of: {', '.join(EVENT_TYPES)}.",
         )
-        process.add_argument("--limit", type=positive_int, help="Process at most N events.")
+        process = action_parser(
+            actions, "process", help="Process stored events that are still pending (oldest first)."
+        )
+        process.add_argument(
+            "--limit",
+            type=positive_int,
+            metavar="N",
+            help="Process at most N events (default: all).",
+        )
+        for action in (listing, subscribe, unsubscribe, process):
+            # So that "pf_webhooks list -v 2" works, not only "pf_webhooks -v 2 list".
+            action.add_argument(
+                "-v",
+                "--verbosity",
+                type=int,
+                choices=[0, 1, 2, 3],
+                default=argparse.SUPPRESS,
+                help="Verbosity level, 0 to 3 (default 1); 2 also shows pfsync's INFO log lines.",
+            )
+
+    def records_run(self, options: dict) -> bool:
+        """Processing events records a run; list, subscribe and unsubscribe do not."""
+        return options.get("action") == "process"
 
     def handle(self, *args, **options) -> None:
         action = options["action"]
@@ -65,7 +98,7 @@ class Command(PfsyncCommand):
             elif action == "subscribe":
                 self.subscribe_url(client, options["url"], options["event"], options["secret"])
             else:
-                self.unsubscribe_events(client, options["event_ids"])
+                self.unsubscribe_events(client, options["event_types"])
         except CredentialsMissing as exc:
             raise atlas_failure(exc, "Property Finder API") from None
         except AtlasError as exc:
@@ -104,11 +137,24 @@ class Command(PfsyncCommand):
         """A warning on stderr, before any subscription is made."""
         self.stderr.write(self.style.WARNING(text))
 
-    def unsubscribe_events(self, client: AtlasClient, event_ids: list[str]) -> None:
-        """Delete the subscriptions of each event type."""
-        for event_id in dict.fromkeys(event_ids):
-            client.unsubscribe_webhook(event_id)
-            self.stdout.write(self.style.SUCCESS(f"{event_id:<22}unsubscribed"))
+    def unsubscribe_events(self, client: AtlasClient, event_types: list[str]) -> None:
+        """Delete the subscriptions of each event type; none to delete is not an error.
+
+        Removing is idempotent, as ``subscribe`` is ("already subscribed"): Atlas's
+        404 for an event type with no subscription is the state asked for, so a
+        teardown script can run twice and still exit 0.
+        """
+        for event_type in dict.fromkeys(event_types):
+            try:
+                client.unsubscribe_webhook(event_type)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                self.stdout.write(
+                    f"there is no subscription to {event_type}: nothing to unsubscribe"
+                )
+                continue
+            self.stdout.write(self.style.SUCCESS(f"{event_type:<22}unsubscribed"))
 
     def process_events(self, limit: int | None) -> None:
         """Process pending events; exit status 1 when some failed."""
