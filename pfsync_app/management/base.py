@@ -55,12 +55,14 @@ COULD_NOT_RUN = 2
 
 def from_database(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> bool:
     """Whether ``exc``, or an exception it arose from, is the database driver's error."""
-    driver_error = getattr(connections[using].Database, "Error", DatabaseError)
+    errors: tuple[type[BaseException], ...] = (DatabaseError,)
+    if using in connections.settings:  # an alias not in DATABASES has no driver of its own
+        errors += (getattr(connections[using].Database, "Error", DatabaseError),)
     seen: BaseException | None = exc
     for _ in range(10):  # a chain, not a cycle
         if seen is None:
             return False
-        if isinstance(seen, DatabaseError | driver_error):
+        if isinstance(seen, errors):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

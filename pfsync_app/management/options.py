@@ -8,26 +8,40 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+#: The largest whole number an option takes: what a 32-bit database column holds. No count
+#: pfsync works with (listings, events, days, downloads) comes near it.
+LARGEST_WHOLE = 2**31 - 1
+
 
 def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
+    """argparse type: a whole number of at least 1 (and at most ``LARGEST_WHOLE``)."""
+    return _whole(text, 1)
 
 
 def count(text: str) -> int:
-    """argparse type: a whole number of at least 0."""
+    """argparse type: a whole number of at least 0 (and at most ``LARGEST_WHOLE``)."""
+    return _whole(text, 0)
+
+
+def _whole(text: str, least: int) -> int:
+    """``text`` as a whole number from ``least`` to ``LARGEST_WHOLE``, else argparse's refusal."""
+    digits = text.strip().lstrip("+")
+    if digits.isdigit() and len(digits) > len(str(LARGEST_WHOLE)):
+        # Checked first: Python refuses to read a number of more than 4300 digits at all.
+        raise argparse.ArgumentTypeError(
+            f"expected a number of at most {LARGEST_WHOLE}, got one of {len(digits)} digits"
+        )
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {value}")
+        shown = text if len(text) <= 40 else f"{text[:37]}..."
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {shown!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a number of at least {least}, got {value}")
+    if value > LARGEST_WHOLE:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of at most {LARGEST_WHOLE}, got {value}"
+        )
     return value
 
 
@@ -123,3 +137,13 @@ def _default_concurrency() -> str:
 def add_dry_run(parser: argparse.ArgumentParser, what: str) -> None:
     """--dry-run: say what would be done (``what``), write and download nothing."""
     parser.add_argument("--dry-run", action="store_true", help=what)
+
+
+def database_alias(text: str) -> str:
+    """A ``--database`` value: a key of DATABASES, else argparse's one-line refusal (exit 2)."""
+    from django.db import connections
+
+    if text in connections.settings:
+        return text
+    known = ", ".join(sorted(connections.settings)) or "none"
+    raise argparse.ArgumentTypeError(f"no database {text!r} in DATABASES (known: {known})")

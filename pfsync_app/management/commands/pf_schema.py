@@ -11,7 +11,7 @@ from pfsync_app.database import connection_problem
 from pfsync_app.exceptions import SyncAborted
 from pfsync_app.hostschema import schema_report
 from pfsync_app.management.base import PfsyncCommand
-from pfsync_app.management.options import add_json
+from pfsync_app.management.options import add_json, database_alias
 
 
 class Command(PfsyncCommand):
@@ -24,7 +24,9 @@ class Command(PfsyncCommand):
         parser.add_argument(
             "--database",
             default="default",
-            help="The database alias to compare the map with (default %(default)s).",
+            type=database_alias,
+            help="The database alias (a key of DATABASES) to compare the map with "
+            "(default %(default)s).",
         )
         add_json(parser, "map")
 
