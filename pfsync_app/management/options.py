@@ -6,6 +6,7 @@ argparse names the option and exits with status 2 for a value these types refuse
 from __future__ import annotations
 
 import argparse
+import unicodedata
 from typing import Any
 
 #: The largest whole number an option takes: what a 32-bit database column holds. No count
@@ -88,10 +89,22 @@ def share(text: str) -> float:
 
 
 def pf_id(text: str) -> str:
-    """argparse type: a listing's pf_id, stripped; blank is refused."""
+    """argparse type: a listing's pf_id, stripped; blank is refused.
+
+    So is one that no listing can have: a control character, or bytes that are not
+    text in the terminal's encoding (Python keeps those as lone surrogates). The
+    refusal shows the id with such characters escaped, so what is printed is what
+    was given.
+    """
     value = text.strip()
     if not value:
         raise argparse.ArgumentTypeError("expected a pf_id, got nothing")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        shown = ascii(value if len(value) <= 40 else f"{value[:37]}...")
+        raise argparse.ArgumentTypeError(
+            f"expected a pf_id, got {shown}: "
+            "it holds a control character or bytes that are not text"
+        )
     return value
 
 

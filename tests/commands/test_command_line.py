@@ -98,6 +98,8 @@ def test_pf_areas_says_ambiguous_candidates_only_for_automap():
         (["pf_sync", "--concurrency", "x"], "argument --concurrency: expected a whole number"),
         (["pf_repair", "--limit", "-1"], "argument --limit: expected a number of at least 1"),
         (["pf_check", "--property", " "], "argument --property: expected a pf_id"),
+        (["pf_sync", "--listing", "ab\x01\x1bc"], "got 'ab\\x01\\x1bc': it holds a control"),
+        (["pf_sync", "--listing", "\udcff\udcfe"], "bytes that are not text"),
         (["pf_schema", "--frobnicate"], "unrecognized arguments: --frobnicate"),
         (["pf_areas", "search"], "the following arguments are required: text"),
         (["pf_areas", "relink"], "argument ACTION: invalid choice: 'relink'"),
