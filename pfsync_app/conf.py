@@ -438,6 +438,12 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
+def setting_named(name: str) -> Setting:
+    """The registry's entry for ``name`` (its bounds, for a command-line option that overrides
+    it); KeyError for a name pfsync does not have."""
+    return _BY_NAME[name]
+
+
 class PfsyncSettings:
     """Read pfsync settings from Django settings, falling back to the defaults above."""
 
