@@ -362,8 +362,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PF_WEBHOOK_SECRET",
         "",
-        "secret for the `X-Signature` HMAC of webhook events (Property Finder's limit: 32 "
-        "characters)",
+        "secret for the `X-Signature` HMAC of webhook events",
         secret=True,
         max_length=32,
         why_maximum="Property Finder's limit",
