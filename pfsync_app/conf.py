@@ -34,6 +34,8 @@ DEFAULT_TABLES = {
     "image": "properties_propertyimage",
 }
 
+_URL_EXAMPLE = "https://www.example.com/admin/"
+
 Kind = Literal["text", "url", "int", "float", "bool", "mapping", "emails", "host"]
 
 
@@ -41,10 +43,12 @@ Kind = Literal["text", "url", "int", "float", "bool", "mapping", "emails", "host
 class Setting:
     """One pfsync setting: its name, default and meaning, and the values it accepts.
 
-    ``help`` is the meaning as README.md shows it (Markdown). ``kind`` and
-    ``minimum`` are the rule ``problem`` applies. ``env``: the bundled host
-    project reads it from the environment variable of the same name (otherwise
-    it is a Django setting only). ``old_service``: the Go service had the same
+    ``help`` is the meaning as README.md shows it (Markdown). ``kind``, ``minimum``,
+    ``maximum`` (with ``why_maximum``, where that bound comes from, said in the refusal
+    and in README) and ``max_length`` (characters of text) are the rule ``problem``
+    applies; ``blank``: the empty text is accepted (a ``url`` that may be unset).
+    ``env``: the bundled host project reads it from the environment variable of the
+    same name (otherwise it is a Django setting only). ``old_service``: the Go service had the same
     variable. ``secret``: never shown, not even in the sentence that says it is
     wrong.
     """
@@ -54,6 +58,10 @@ class Setting:
     help: str
     kind: Kind = "text"
     minimum: int | float | None = None
+    maximum: int | float | None = None
+    why_maximum: str = ""
+    max_length: int | None = None
+    blank: bool = False
     secret: bool = False
     env: bool = True
     old_service: bool = False
@@ -69,10 +77,27 @@ class Setting:
                 return f"{self.name} must be a finite number, {got}."
             if self.minimum is not None and value < self.minimum:
                 return f"{self.name} must be at least {_number(self.minimum)}, {got}."
+            if self.maximum is not None and value > self.maximum:
+                why = f" ({self.why_maximum})" if self.why_maximum else ""
+                return f"{self.name} must be at most {_number(self.maximum)}{why}, {got}."
             return None
+        if self.kind == "url" and isinstance(value, str):
+            if self.blank and value == "":
+                return None
+            wrong_part = _url_part_problem(value)
+            if wrong_part:
+                return f"{self.name} {wrong_part}, {got}."
+        too_long = self.max_length is not None and isinstance(value, str)
+        if self.kind == "text" and too_long and len(value) > self.max_length:
+            why = f" ({self.why_maximum})" if self.why_maximum else ""
+            length = f"got {len(value)} characters"
+            return f"{self.name} must be at most {self.max_length} characters{why}, {length}."
         rules = {
             "bool": ("true or false", lambda v: isinstance(v, bool)),
-            "url": (f"an http(s) URL with a host, such as {self.default}", _is_http_url),
+            "url": (
+                f"an http(s) URL with a host, such as {self.default or _URL_EXAMPLE}",
+                lambda v: (self.blank and v == "") or _is_http_url(v),
+            ),
             "mapping": ("a dict of table names", _is_mapping_of_text),
             "emails": ("a list of e-mail addresses", _is_email_list),
             "host": ("a dict with an entry per host table", lambda v: isinstance(v, Mapping)),
@@ -109,6 +134,43 @@ def _is_http_url(value: Any) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+def _url_part_problem(value: str) -> str | None:
+    """What part of an http(s) URL pfsync cannot use, as the end of a sentence, or None.
+
+    A port must be 1 to 65535 (urllib3 otherwise fails every attempt with InvalidURL); a
+    query or fragment would end up in the middle of every API path joined on, and user
+    credentials in the URL would be sent and logged. Scheme and host are ``_is_http_url``'s.
+    """
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:  # an unclosed IPv6 bracket, or a port that is not 0-65535
+        if _is_http_url_without_port(value):
+            return "must have a port from 1 to 65535"
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None  # the kind's own sentence says it
+    if port == 0:
+        return "must have a port from 1 to 65535"
+    if parts.query or "?" in value.split("#", 1)[0]:
+        return "must not have a query (the part from '?')"
+    if "#" in value:
+        return "must not have a fragment (the part from '#')"
+    if parts.username is not None or parts.password is not None:
+        return "must not hold a user name or password (the part before '@')"
+    return None
+
+
+def _is_http_url_without_port(value: str) -> bool:
+    """Whether ``value`` is an http(s) URL with a host once its port is left aside."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(host)
+
+
 def _is_email_list(value: Any) -> bool:
     """Whether ``value`` is None (not set) or a list or tuple of e-mail addresses."""
     if value is None:
@@ -130,11 +192,20 @@ def _is_mapping_of_text(value: Any) -> bool:
     return isinstance(value, Mapping) and all(isinstance(v, str) for v in value.values())
 
 
+# Seconds any time setting may be at most: an hour. Larger values only stall a run (and
+# values near float's limit overflow the clock: "timestamp out of range").
+MAX_SECONDS = 3600.0
+WHY_MAX_SECONDS = "an hour; longer only stalls the run"
+# Attempts per request or image: with the wait doubling, the 20th attempt waits 2**18 times
+# the first wait, so more attempts never come.
+WHY_MAX_ATTEMPTS = "with the wait doubling after each attempt, later ones never come"
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PF_API_URL",
         "https://atlas.propertyfinder.com",
-        "base URL of the Atlas API",
+        "base URL of the Atlas API. Unset or empty: this default, the real Atlas (the old "
+        "service had no default)",
         kind="url",
         old_service=True,
     ),
@@ -146,6 +217,8 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds one API request may take in total (connecting, the headers and the whole body)",
         kind="float",
         minimum=0.1,
+        maximum=MAX_SECONDS,
+        why_maximum=WHY_MAX_SECONDS,
     ),
     Setting(
         "PF_API_REQUESTS_PER_MINUTE",
@@ -153,6 +226,8 @@ SETTINGS: tuple[Setting, ...] = (
         "pfsync's own cap on API requests per minute (Property Finder's default limit is 650)",
         kind="int",
         minimum=1,
+        maximum=6500,
+        why_maximum="ten times Property Finder's default limit of 650 a minute",
     ),
     Setting(
         "PF_API_TOKEN_REQUESTS_PER_MINUTE",
@@ -161,6 +236,8 @@ SETTINGS: tuple[Setting, ...] = (
         kind="int",
         minimum=1,
         env=False,
+        maximum=650,
+        why_maximum="a token request counts against the limit of 650 API requests a minute",
     ),
     Setting(
         "PF_API_MAX_ATTEMPTS",
@@ -169,6 +246,8 @@ SETTINGS: tuple[Setting, ...] = (
         kind="int",
         minimum=1,
         env=False,
+        maximum=20,
+        why_maximum=WHY_MAX_ATTEMPTS,
     ),
     Setting(
         "PF_API_MAX_RETRY_WAIT",
@@ -177,6 +256,8 @@ SETTINGS: tuple[Setting, ...] = (
         kind="float",
         minimum=0,
         env=False,
+        maximum=MAX_SECONDS,
+        why_maximum=WHY_MAX_SECONDS,
     ),
     Setting(
         "IMAGE_DOWNLOAD_MAX_RETRIES",
@@ -185,6 +266,8 @@ SETTINGS: tuple[Setting, ...] = (
         kind="int",
         minimum=1,
         old_service=True,
+        maximum=20,
+        why_maximum=WHY_MAX_ATTEMPTS,
     ),
     Setting(
         "IMAGE_DOWNLOAD_RETRY_DELAY",
@@ -193,6 +276,8 @@ SETTINGS: tuple[Setting, ...] = (
         kind="float",
         minimum=0,
         old_service=True,
+        maximum=MAX_SECONDS,
+        why_maximum=WHY_MAX_SECONDS,
     ),
     Setting(
         "IMAGE_DOWNLOAD_TIMEOUT",
@@ -201,6 +286,8 @@ SETTINGS: tuple[Setting, ...] = (
         kind="float",
         minimum=0.1,
         old_service=True,
+        maximum=MAX_SECONDS,
+        why_maximum=WHY_MAX_SECONDS,
     ),
     Setting(
         "PF_IMAGE_MAX_BYTES",
@@ -208,6 +295,8 @@ SETTINGS: tuple[Setting, ...] = (
         "largest image accepted, in bytes (the default is 25 MiB)",
         kind="int",
         minimum=1024,
+        maximum=1024**3,
+        why_maximum="1 GiB: an image is held in memory whole while it is checked",
     ),
     Setting(
         "PF_IMAGE_MAX_PIXELS",
@@ -217,6 +306,8 @@ SETTINGS: tuple[Setting, ...] = (
         "(`Image.MAX_IMAGE_PIXELS`, about 179 million pixels refused) applies as well",
         kind="int",
         minimum=1,
+        maximum=2 * 89_478_485,
+        why_maximum="Pillow refuses larger images itself",
     ),
     Setting(
         "PF_IMAGE_UPLOAD_DIR",
@@ -237,6 +328,9 @@ SETTINGS: tuple[Setting, ...] = (
         "image downloads in flight at once (pf_sync and pf_repair; `--concurrency` overrides)",
         kind="int",
         minimum=1,
+        maximum=256,
+        why_maximum="the API allows 650 requests a minute, so more downloads at once gain nothing "
+        "and each holds a connection and a thread",
     ),
     Setting(
         "PF_SYNC_MAX_UNPUBLISH_PERCENT",
@@ -245,6 +339,8 @@ SETTINGS: tuple[Setting, ...] = (
         "(`--allow-mass-unpublish` overrides)",
         kind="float",
         minimum=0,
+        maximum=100,
+        why_maximum="a percentage",
     ),
     Setting(
         "PF_REPORT_MAX_ENTRIES",
@@ -253,6 +349,8 @@ SETTINGS: tuple[Setting, ...] = (
         kind="int",
         minimum=0,
         env=False,
+        maximum=1_000_000,
+        why_maximum="a run's report is held in memory and stored in one row",
     ),
     Setting(
         "REPORT_FILE",
@@ -264,9 +362,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PF_WEBHOOK_SECRET",
         "",
-        "secret for the `X-Signature` HMAC of webhook events; at most 32 characters "
-        "(Property Finder's limit)",
+        "secret for the `X-Signature` HMAC of webhook events",
         secret=True,
+        max_length=32,
+        why_maximum="Property Finder's limit",
     ),
     Setting(
         "PF_WEBHOOK_ALLOW_UNSIGNED",
@@ -289,12 +388,16 @@ SETTINGS: tuple[Setting, ...] = (
         "errors a nightly pf_sync must reach before it is e-mailed about (0: every nightly run)",
         kind="int",
         minimum=0,
+        maximum=1_000_000,
+        why_maximum="more errors than a run can have records",
     ),
     Setting(
         "PF_ADMIN_BASE_URL",
         "",
         "the Django admin's address as people open it, e.g. `https://www.example.com/admin/`; "
         "alert e-mails link each run under it. Empty: the e-mail names the run instead",
+        kind="url",
+        blank=True,
     ),
     Setting(
         "PF_SYNC_MAX_AGE_HOURS",
@@ -303,6 +406,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`pf_report --check` say unhealthy",
         kind="float",
         minimum=1,
+        maximum=24 * 366,
+        why_maximum="a year",
     ),
     Setting(
         "PF_HEALTH_TOKEN",
@@ -330,6 +435,12 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def setting_named(name: str) -> Setting:
+    """The registry's entry for ``name`` (its bounds, for a command-line option that overrides
+    it); KeyError for a name pfsync does not have."""
+    return _BY_NAME[name]
 
 
 class PfsyncSettings:

@@ -20,6 +20,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils.crypto import constant_time_compare
@@ -32,6 +34,7 @@ from pfsync_app.exceptions import InvalidEvent
 from pfsync_app.jobs.webhooks import process_received
 from pfsync_app.models import WebhookEvent
 from pfsync_app.reports.health import sync_health
+from pfsync_app.reports.logs import set_current_run
 from pfsync_app.writers.events import store_event
 from pfsync_app.writers.fit import clean_text
 
@@ -126,6 +129,15 @@ def parse_event(body: bytes) -> ParsedEvent:
     )
 
 
+def body_too_big() -> str:
+    """The reason a body over Django's DATA_UPLOAD_MAX_MEMORY_SIZE is refused."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return (
+        f"the body is larger than the {limit} bytes this site reads "
+        "(Django's DATA_UPLOAD_MAX_MEMORY_SIZE)"
+    )
+
+
 class ProcessAfterResponse(JsonResponse):
     """A JSON answer that processes the stored event once the server has sent it.
 
@@ -148,6 +160,8 @@ class ProcessAfterResponse(JsonResponse):
             if event_pk is not None:
                 process_received(event_pk)
         finally:
+            # The worker thread serves other requests next: they belong to no run.
+            set_current_run(None)
             super().close()
 
 
@@ -156,7 +170,12 @@ class ProcessAfterResponse(JsonResponse):
 @transaction.non_atomic_requests
 def webhook(request: HttpRequest) -> JsonResponse:
     """Verify, store once and acknowledge one event: 200, or 400/403/405/503 with a reason."""
-    body = request.body
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        # Django refuses to read a body past DATA_UPLOAD_MAX_MEMORY_SIZE; said as the other
+        # refusals are, not as its bare HTML "Bad Request (400)" and a logged traceback.
+        return JsonResponse({"error": body_too_big()}, status=400)
     problem = signature_problem(body, request.headers.get(SIGNATURE_HEADER))
     if problem:
         return JsonResponse({"error": problem}, status=403)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import validate_email
 
-from pfsync_app.conf import Setting, setting_from_text, yes_or_no
+from pfsync_app.conf import Setting, _is_http_url, setting_from_text, yes_or_no
 
 # libpq keywords that map onto Django's DATABASES keys; the rest go to OPTIONS.
 _DSN_KEYS = {
@@ -69,6 +72,42 @@ class Env:
         text = self.raw(setting.name)
         return setting.default if text is None else setting_from_text(setting, text)
 
+    def time_zone(self, name: str, default: str) -> str:
+        """An IANA time zone name such as ``Asia/Tashkent`` (Django's TIME_ZONE).
+
+        Refused unless zoneinfo knows it and, where the system has /usr/share/zoneinfo,
+        that folder has it too: Django checks there at start and otherwise fails with
+        "ValueError: Incorrect timezone setting" and a traceback.
+        """
+        value = self.str(name, default)
+        if not _known_time_zone(value):
+            raise ImproperlyConfigured(
+                f"{name} must be a time zone name such as {default} or UTC, got {value!r}."
+            )
+        return value
+
+    def email(self, name: str, default: str) -> str:
+        """An e-mail address, bare or as ``Name <address>``."""
+        value = self.str(name, default)
+        _, address = parseaddr(value)
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ImproperlyConfigured(
+                f"{name} must be an e-mail address such as pfsync@example.com, got {value!r}."
+            ) from None
+        return value
+
+    def url(self, name: str) -> str | None:
+        """An http(s) URL with a host, or None when unset."""
+        value = self.raw(name)
+        if value is not None and not _is_http_url(value):
+            raise ImproperlyConfigured(
+                f"{name} must be an http(s) URL with a host, such as "
+                f"https://s3.example.com, got {value!r}."
+            )
+        return value
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         """One of a fixed set of words."""
         value = self.str(name, default).lower()
@@ -77,6 +116,16 @@ class Env:
                 f"{name} must be one of {', '.join(choices)}, got {self.raw(name)!r}."
             )
         return value
+
+
+def _known_time_zone(name: str) -> bool:
+    """Whether ``name`` is a time zone both zoneinfo and Django's start-up check accept."""
+    try:
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):  # e.g. "../x", "Mars/Olympus"
+        return False
+    root = Path("/usr/share/zoneinfo")
+    return not root.exists() or root.joinpath(*name.split("/")).exists()
 
 
 def parse_postgres_dsn(dsn: str) -> dict[str, Any]:

@@ -91,7 +91,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if not PFSYNC_STANDALONE:
     AUTH_USER_MODEL = "host.User"
 
-TIME_ZONE = env.str("TZ", "Asia/Tashkent")
+TIME_ZONE = env.time_zone("TZ", "Asia/Tashkent")
 USE_TZ = True
 LANGUAGE_CODE = "en-us"
 USE_I18N = True
@@ -132,7 +132,7 @@ if MEDIA_STORAGE == "s3":
         raise ImproperlyConfigured("MEDIA_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME.")
     AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", "") or None
     AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", "") or None
-    AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", "") or None
+    AWS_S3_ENDPOINT_URL = env.url("AWS_S3_ENDPOINT_URL")
     AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", "") or None
     AWS_LOCATION = env.str("AWS_LOCATION", "")
     AWS_QUERYSTRING_AUTH = env.bool("AWS_QUERYSTRING_AUTH", True)
@@ -162,7 +162,7 @@ if django.VERSION >= (6, 1):
     MAILERS = mailers_from_email_settings(email_settings)
 else:
     globals().update(email_settings)
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
+DEFAULT_FROM_EMAIL = env.email("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Logging: one line per event with the run id; LOG_FORMAT=json for JSON lines.

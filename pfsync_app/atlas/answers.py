@@ -17,7 +17,19 @@ import requests
 
 from .errors import ApiError, FirewallBlockedError, MalformedResponseError, RateLimitedError
 
-__all__ = ["decode_json", "explanation", "is_html", "problem", "raise_for_status", "retry_after"]
+__all__ = [
+    "decode_json",
+    "explanation",
+    "is_html",
+    "printable",
+    "problem",
+    "problem_type",
+    "raise_for_status",
+    "retry_after",
+]
+
+#: Characters of API text quoted in one message, at most.
+QUOTED_CHARS = 200
 
 #: Statuses worth another try: the server or a gateway failed, not the request.
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
@@ -51,17 +63,38 @@ def retry_after(response: requests.Response) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+def printable(text: str, limit: int = QUOTED_CHARS) -> str:
+    """``text`` made safe to quote in a message or a log line: one line, at most ``limit``
+    characters (then "..."), every character that is not printable written as its escape
+    (NUL as ``\\x00``, a newline as ``\\n``), so an answer cannot write to the terminal.
+    """
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def problem_type(response: requests.Response) -> str | None:
+    """The ``type`` of a problem+json answer (the spec's ``AUTHENTICATION``...), or None."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    kind = body.get("type") if isinstance(body, Mapping) else None
+    return kind if isinstance(kind, str) else None
+
+
 def problem(
     response: requests.Response, redact: Callable[[str], str]
 ) -> tuple[str | None, str | None]:
-    """The ``title`` and ``detail`` of a problem+json answer (or a short text instead)."""
+    """The ``title`` and ``detail`` of a problem+json answer (or a short text instead),
+    each redacted and made ``printable``."""
     if is_html(response):
         return None, "an HTML page instead of a JSON answer"
     try:
         body = response.json()
     except ValueError:
-        text = response.text.strip()
-        return None, redact(text[:200]) if text else None
+        # Bytes that are not UTF-8 are shown as their escapes (\xff), not as U+FFFD.
+        text = response.content.decode("utf-8", errors="backslashreplace").strip()
+        return None, printable(redact(text)) if text else None
     if not isinstance(body, Mapping):
         return None, None
     title = body.get("title") if isinstance(body.get("title"), str) else None
@@ -75,8 +108,8 @@ def problem(
                 parts.append(f"{where}{error['detail']}")
     detail = "; ".join(parts) or None
     return (
-        redact(title) if title else None,
-        redact(detail) if detail else None,
+        printable(redact(title)) if title else None,
+        printable(redact(detail)) if detail else None,
     )
 
 

@@ -474,7 +474,12 @@ class Transport:
             json_body={"apiKey": self._api_key, "apiSecret": self._api_secret},
         )
         status = response.status_code
-        if status in (400, 401, 403, 422) and not answers.is_html(response):
+        # The spec (/v1/auth/token) answers 401 for wrong credentials; a 400 or 422 is a
+        # malformed request, the credentials' fault only when its problem type says so.
+        refused = status in (401, 403) or (
+            status in (400, 422) and answers.problem_type(response) == "AUTHENTICATION"
+        )
+        if refused and not answers.is_html(response):
             explained = answers.explanation(response, self._redact)
             raise AuthenticationError(
                 f"Atlas refused the API credentials (POST {url} answered HTTP {status}"

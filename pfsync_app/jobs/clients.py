@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from pfsync_app.atlas import AtlasClient
-from pfsync_app.conf import pfsync_settings
+from pfsync_app.conf import pfsync_settings, setting_named
 from pfsync_app.media.download import ImageDownloader
 
 
 def build_client(concurrency: int | None = None) -> AtlasClient:
-    """An Atlas client configured from the PF_API_* settings, its pool sized for the downloads."""
+    """An Atlas client configured from the PF_API_* settings, its pool sized for the downloads.
+
+    The pool holds a connection per download in flight, at most PF_SYNC_CONCURRENCY's bound
+    (256) of them: urllib3 fills a pool of that size up front, and a pool for a billion
+    downloads hung pf_sync filling it.
+    """
     s = pfsync_settings
-    downloads = concurrency or int(s.PF_SYNC_CONCURRENCY)
+    most = int(setting_named("PF_SYNC_CONCURRENCY").maximum)
+    downloads = min(concurrency or int(s.PF_SYNC_CONCURRENCY), most)
     return AtlasClient(
         s.PF_API_URL,
         s.PF_API_KEY,

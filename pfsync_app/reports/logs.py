@@ -22,10 +22,24 @@ _process_run_id: int | None = None
 
 
 def set_current_run(run_id: int | None) -> None:
-    """Make ``run_id`` the run named on this process's log lines (None when it ends)."""
+    """Make ``run_id`` the run named on this process's log lines (None: no run)."""
     global _process_run_id
     _process_run_id = run_id
     current_run_id.set(run_id)
+
+
+def end_current_run(run_id: int) -> None:
+    """Stop naming ``run_id`` on log lines once its run has ended, whatever else failed.
+
+    Clears this thread's context and the process-wide fallback, the latter only while it
+    still names ``run_id`` (another thread's run may have started since): a web worker
+    that processed a webhook batch goes on serving requests, which belong to no run.
+    """
+    global _process_run_id
+    if _process_run_id == run_id:
+        _process_run_id = None
+    if current_run_id.get() == run_id:
+        current_run_id.set(None)
 
 
 MASK = "***"

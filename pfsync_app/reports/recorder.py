@@ -24,6 +24,7 @@ from pfsync_app.models import ReportEntry, SyncRun
 from pfsync_app.reports.causes import Cause
 from pfsync_app.reports.failures import run_message
 from pfsync_app.reports.logs import (
+    end_current_run,
     one_line,
     redact,
     set_current_run,
@@ -257,6 +258,14 @@ class RunRecorder:
         if self._finished:
             return self.run
         self._finished = True
+        try:
+            return self._end(status, message)
+        finally:
+            # Even when saving failed: later log lines of this process are no longer its.
+            end_current_run(self.run.pk)
+
+    def _end(self, status: str | None, message: str) -> SyncRun:
+        """``finish``'s work: the REPORT_FILE line, the last entries, the run's row."""
         run = self.run
         run.finished_at = timezone.now()
         run.message = _text(redact(message))
@@ -286,7 +295,6 @@ class RunRecorder:
             # The job said nothing itself: what it did and what failed, in one line.
             run.message = redact(run_message(run))
         run.save(update_fields=["status", "finished_at", "message"])
-        set_current_run(None)
         return run
 
     def __enter__(self) -> RunRecorder:
@@ -345,7 +353,7 @@ class RunRecorder:
                 self.run.pk,
             )
         finally:
-            set_current_run(None)
+            end_current_run(self.run.pk)
 
     # -- internals ------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import responses
 from responses import matchers
 
 import pfsync_app
-from pfsync_app.atlas import AtlasClient, AuthenticationError
+from pfsync_app.atlas import ApiError, AtlasClient, AuthenticationError
 from tests.fixtures.atlas import (
     API_KEY,
     API_SECRET,
@@ -126,6 +126,51 @@ def test_authenticate_raises_authentication_error_for_rejected_credentials(api, 
     assert "refused the API credentials" in message
     assert "access denied (decision id: 5593a6df)" in message
     assert clock.sleeps == []
+
+
+def test_a_400_with_raw_bytes_is_quoted_printable_and_not_called_refused_credentials(api, clock):
+    # The spec answers 401 for wrong credentials; a 400 is a malformed request.
+    api.post(TOKEN_URL, status=400, body=b"\x00\xff garbage\n\x1b[31mred")
+
+    with pytest.raises(ApiError) as caught:
+        make_client(clock).authenticate()
+
+    message = str(caught.value)
+    assert not isinstance(caught.value, AuthenticationError)
+    assert "credentials" not in message
+    assert (
+        message == f"Atlas POST {TOKEN_URL} failed with HTTP 400: \\x00\\xff garbage\\n\\x1b[31mred"
+    )
+    assert message.isprintable()
+    assert clock.sleeps == []
+
+
+def test_a_400_the_api_calls_an_authentication_problem_is_refused_credentials(api, clock):
+    api.post(
+        TOKEN_URL,
+        status=400,
+        json=problem("Bad Request", "invalid api key", "AUTHENTICATION"),
+        content_type=PROBLEM_JSON,
+    )
+    with pytest.raises(AuthenticationError, match="refused the API credentials"):
+        make_client(clock).authenticate()
+
+
+def test_a_long_or_multi_line_problem_is_one_short_printable_line(api, clock):
+    detail = "line one\nline two\u0007" + "x" * 500
+    api.post(
+        TOKEN_URL,
+        status=422,
+        json=problem("Unprocessable Entity", detail, "BUSINESS_VALIDATION"),
+        content_type=PROBLEM_JSON,
+    )
+    with pytest.raises(ApiError) as caught:
+        make_client(clock).authenticate()
+    message = str(caught.value)
+    assert message.isprintable()
+    assert "line one\\nline two\\x07xxx" in message
+    assert message.endswith("xxx...")
+    assert caught.value.detail == caught.value.detail[:200]
 
 
 def test_authenticate_raises_authentication_error_without_credentials(clock):

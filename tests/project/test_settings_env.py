@@ -89,6 +89,18 @@ def test_a_database_url_with_an_unknown_scheme_is_refused():
         ("PF_IMAGE_MAX_BYTES", "1023", "at least 1024"),
         ("PF_API_URL", "ftp://atlas.example", "http(s) URL with a host"),
         ("PF_MEDIA_ALLOW_PRIVATE_HOSTS", "maybe", "true or false"),
+        # Accepted once, then pf_sync hung pre-filling a connection pool of that size.
+        ("PF_SYNC_CONCURRENCY", "1000000000", "at most 256"),
+        # Accepted once, then "OverflowError: timestamp out of range" mid-run.
+        ("PF_API_TIMEOUT", "1e308", "at most 3600"),
+        ("IMAGE_DOWNLOAD_MAX_RETRIES", "1000000000", "at most 20"),
+        ("PF_API_URL", "http://127.0.0.1:99999", "port from 1 to 65535"),
+        ("PF_API_URL", "https://atlas.example/?x=1#frag", "must not have a query"),
+        ("PF_WEBHOOK_SECRET", "s" * 33, "at most 32 characters"),
+        ("PF_ADMIN_BASE_URL", "javascript:alert(1)", "http(s) URL"),
+        # Variables the bundled project reads itself, outside pfsync's registry.
+        ("TZ", "Mars/Olympus", "time zone name"),
+        ("DEFAULT_FROM_EMAIL", "not an address", "e-mail address"),
     ],
 )
 def test_a_wrong_value_stops_start_up_with_one_sentence_naming_the_variable(name, value, words):
@@ -104,8 +116,35 @@ def test_a_wrong_value_stops_start_up_with_one_sentence_naming_the_variable(name
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert name in last and words in last, last
+    [last] = result.stderr.strip().splitlines()
+    assert last.startswith(f"pfsync: {name} "), last
+    assert words in last, last
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/London", "Asia/Dubai"])
+def test_a_real_time_zone_is_taken(zone):
+    assert Env({"TZ": zone}).time_zone("TZ", "Asia/Tashkent") == zone
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "../etc/passwd", "/etc/localtime", "Asia"])
+def test_a_time_zone_django_would_stumble_on_is_refused(zone):
+    with pytest.raises(ImproperlyConfigured) as refused:
+        Env({"TZ": zone}).time_zone("TZ", "Asia/Tashkent")
+    assert str(refused.value) == (
+        f"TZ must be a time zone name such as Asia/Tashkent or UTC, got {zone!r}."
+    )
+
+
+def test_an_s3_endpoint_must_be_an_http_url():
+    assert Env({}).url("AWS_S3_ENDPOINT_URL") is None
+    assert Env({"X": "https://s3.example.com"}).url("X") == "https://s3.example.com"
+    with pytest.raises(ImproperlyConfigured, match=r"^X must be an http"):
+        Env({"X": "s3.example.com"}).url("X")
+
+
+def test_the_sender_may_be_named():
+    env = Env({"DEFAULT_FROM_EMAIL": "pfsync <pfsync@example.com>"})
+    assert env.email("DEFAULT_FROM_EMAIL", "") == "pfsync <pfsync@example.com>"
 
 
 def test_the_old_services_variables_reach_the_settings():

@@ -91,6 +91,60 @@ def test_every_number_has_a_minimum_its_default_is_not_below(setting):
     assert setting.default >= setting.minimum
 
 
+def just_above(setting):
+    """The maximum plus one and, for decimal numbers, the nearest number above it."""
+    if setting.kind == "int":
+        return [setting.maximum + 1]
+    return [float(setting.maximum + 1), math.nextafter(setting.maximum, math.inf)]
+
+
+def at_most(setting, above):
+    shown = setting.maximum if setting.kind == "int" else f"{setting.maximum:g}"
+    return f"{setting.name} must be at most {shown} ({setting.why_maximum}), got {above!r}."
+
+
+@pytest.mark.parametrize("setting", NUMBERS, ids=name_of)
+def test_every_number_has_a_maximum_its_default_is_not_above_and_says_why(setting):
+    assert setting.maximum is not None
+    assert setting.minimum <= setting.default <= setting.maximum
+    assert setting.why_maximum
+
+
+@pytest.mark.parametrize("setting", NUMBERS, ids=name_of)
+def test_the_check_accepts_each_maximum_and_refuses_just_above_it(settings, setting):
+    assert errors(settings, setting.name, setting.maximum) == []
+    for above in just_above(setting):
+        [error] = errors(settings, setting.name, above)
+        assert error.msg == at_most(setting, above)
+
+
+@pytest.mark.parametrize("setting", [s for s in NUMBERS if s.env], ids=name_of)
+def test_the_environment_reader_draws_each_maximum_where_the_check_does(settings, setting):
+    assert read(setting, repr(setting.maximum)) == setting.maximum
+    for above in just_above(setting):
+        with pytest.raises(ImproperlyConfigured) as refused:
+            read(setting, repr(above))
+        assert str(refused.value) == at_most(setting, above)
+
+
+@pytest.mark.parametrize("setting", [s for s in NUMBERS if s.kind == "float"], ids=name_of)
+@pytest.mark.parametrize("value", [1e308, math.inf, -math.inf, math.nan])
+def test_no_time_or_share_is_beyond_any_clock(settings, setting, value):
+    [error] = errors(settings, setting.name, value)
+    assert error.msg.startswith(f"{setting.name} must be ")
+
+
+def test_the_time_settings_are_at_most_an_hour():
+    seconds = [s for s in SETTINGS if s.kind == "float" and "seconds" in s.help]
+    assert {s.name for s in seconds} >= {
+        "PF_API_TIMEOUT",
+        "PF_API_MAX_RETRY_WAIT",
+        "IMAGE_DOWNLOAD_RETRY_DELAY",
+        "IMAGE_DOWNLOAD_TIMEOUT",
+    }
+    assert all(s.maximum == 3600 for s in seconds)
+
+
 @pytest.mark.parametrize("setting", NUMBERS, ids=name_of)
 def test_the_check_accepts_each_minimum_and_refuses_just_below_it(settings, setting):
     assert errors(settings, setting.name, setting.minimum) == []
@@ -167,8 +221,60 @@ def test_a_secret_that_is_wrong_is_not_shown_in_the_error(settings, setting):
 
 
 def test_the_environment_reader_drops_a_trailing_slash_from_the_api_url():
-    [url] = [s for s in SETTINGS if s.kind == "url"]
+    url = next(s for s in SETTINGS if s.name == "PF_API_URL")
     assert read(url, "https://atlas.example.test/") == "https://atlas.example.test"
+
+
+URL_PARTS = [
+    ("http://127.0.0.1:99999", "must have a port from 1 to 65535"),
+    ("http://127.0.0.1:0", "must have a port from 1 to 65535"),
+    ("http://127.0.0.1:port", "must have a port from 1 to 65535"),
+    ("https://atlas.example/?x=1#frag", "must not have a query (the part from '?')"),
+    ("https://atlas.example/?", "must not have a query (the part from '?')"),
+    ("https://atlas.example/#frag", "must not have a fragment (the part from '#')"),
+    (
+        "https://key:secret@atlas.example",
+        "must not hold a user name or password (the part before '@')",
+    ),
+]
+URLS = [s for s in SETTINGS if s.kind == "url"]
+
+
+@pytest.mark.parametrize(("text", "words"), URL_PARTS)
+@pytest.mark.parametrize("setting", URLS, ids=name_of)
+def test_a_url_part_pfsync_cannot_use_is_named_by_reader_and_check_alike(
+    settings, setting, text, words
+):
+    with pytest.raises(ImproperlyConfigured) as refused:
+        read(setting, text)
+    [error] = errors(settings, setting.name, text)
+    assert str(refused.value) == error.msg == f"{setting.name} {words}, got {text!r}."
+
+
+def test_the_admin_link_is_an_http_url_or_unset(settings):
+    [admin] = [s for s in URLS if s.name == "PF_ADMIN_BASE_URL"]
+    assert admin.problem("") is None
+    assert read(admin, "https://www.example.com/admin/") == "https://www.example.com/admin"
+    for text in ("javascript:alert(1)", "www.example.com/admin"):
+        assert admin.problem(text) == (
+            "PF_ADMIN_BASE_URL must be an http(s) URL with a host, such as "
+            f"https://www.example.com/admin/, got {text!r}."
+        )
+
+
+def test_the_api_url_empty_is_the_documented_default():
+    [api] = [s for s in URLS if s.name == "PF_API_URL"]
+    assert Env({"PF_API_URL": ""}).setting(api) == api.default
+    assert "Unset or empty: this default" in api.help
+
+
+def test_the_webhook_secret_is_at_most_32_characters_and_never_shown(settings):
+    assert errors(settings, "PF_WEBHOOK_SECRET", "s" * 32) == []
+    [error] = errors(settings, "PF_WEBHOOK_SECRET", "s" * 33)
+    assert error.msg == (
+        "PF_WEBHOOK_SECRET must be at most 32 characters (Property Finder's limit), "
+        "got 33 characters."
+    )
 
 
 def test_readmes_settings_rows_are_what_the_registry_generates():

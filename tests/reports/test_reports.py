@@ -531,6 +531,51 @@ def test_log_lines_during_a_run_name_the_run_also_from_worker_threads(caplog):
     assert [r.run_id for r in caplog.records] == [recorder.run.pk, recorder.run.pk, "-"]
 
 
+def run_ids_logged(caplog, *, in_a_new_thread: bool = False) -> str | int:
+    """The run id a log line gets now, in this thread or a new one (a next request)."""
+    import logging
+
+    from pfsync_app.reports.logs import RunContextFilter
+
+    caplog.set_level(logging.INFO, logger="pfsync")
+    caplog.handler.addFilter(RunContextFilter())
+    caplog.clear()
+    log = logging.getLogger("pfsync.t")
+    if in_a_new_thread:
+        worker = threading.Thread(target=lambda: log.info("an unrelated request"))
+        worker.start()
+        worker.join()
+    else:
+        log.info("an unrelated request")
+    [record] = caplog.records
+    return record.run_id
+
+
+def test_a_run_whose_end_cannot_be_saved_no_longer_names_later_log_lines(caplog, monkeypatch):
+    recorder = RunRecorder.start("pf_webhooks")
+    assert run_ids_logged(caplog, in_a_new_thread=True) == recorder.run.pk
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the save failed")
+
+    monkeypatch.setattr(SyncRun, "save", refuse)
+    with pytest.raises(RuntimeError):
+        recorder.finish()
+    assert run_ids_logged(caplog) == "-"
+    assert run_ids_logged(caplog, in_a_new_thread=True) == "-"
+
+
+def test_a_run_ending_does_not_take_the_id_of_a_run_started_since(caplog):
+    from pfsync_app.reports.logs import end_current_run, set_current_run
+
+    set_current_run(7)
+    set_current_run(8)  # another thread's run, started after 7
+    end_current_run(7)
+    assert run_ids_logged(caplog, in_a_new_thread=True) == 8
+    end_current_run(8)
+    assert run_ids_logged(caplog, in_a_new_thread=True) == "-"
+
+
 def test_an_entry_echoing_a_nul_character_from_the_api_is_still_recorded():
     recorder = RunRecorder.start("pf_sync")
     recorder.error("listing.invalid", "title 'a\x00b' is odd", pf_id="X\x00Y")

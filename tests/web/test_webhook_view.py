@@ -201,6 +201,36 @@ def test_a_malformed_event_is_answered_400_with_the_reason(db, client, signed, b
     assert not WebhookEvent.objects.exists()
 
 
+def test_a_body_past_djangos_upload_limit_is_a_400_with_the_reason_and_no_traceback(
+    db, client, signed, caplog
+):
+    # The attack sent 20 MB (over Django's default 2.5 MB); the same refusal, smaller.
+    signed.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = encode(action_event(payload={"x": "A" * 2000}))
+    response = post(client, body)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "the body is larger than the 1000 bytes this site reads "
+        "(Django's DATA_UPLOAD_MAX_MEMORY_SIZE)"
+    }
+    assert not WebhookEvent.objects.exists()
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_after_processing_an_event_the_worker_names_no_run(db, client, signed, caplog):
+    import logging
+
+    from pfsync_app.reports.logs import RunContextFilter
+
+    response = post(client, encode(action_event()))
+    assert response.status_code == 200
+    assert SyncRun.objects.filter(command="pf_webhooks").exists()
+    caplog.set_level(logging.INFO, logger="pfsync")
+    caplog.handler.addFilter(RunContextFilter())
+    logging.getLogger("pfsync.t").info("the next request")
+    assert [r.run_id for r in caplog.records] == ["-"]
+
+
 def test_a_numeric_event_id_is_stored_as_text(db, client, signed):
     response = post(client, encode(action_event(id=1234)))
     assert response.status_code == 200
