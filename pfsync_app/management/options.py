@@ -131,10 +131,24 @@ def add_concurrency(parser: argparse.ArgumentParser) -> None:
     """--concurrency N: image downloads at once, instead of PF_SYNC_CONCURRENCY."""
     parser.add_argument(
         "--concurrency",
-        type=positive_int,
+        type=concurrency,
         metavar="N",
         help=f"Download N images at once (default: PF_SYNC_CONCURRENCY, {_default_concurrency()}).",
     )
+
+
+def concurrency(text: str) -> int:
+    """argparse type: image downloads at once, within PF_SYNC_CONCURRENCY's bounds."""
+    from pfsync_app.conf import setting_named
+
+    value = positive_int(text)
+    bounds = setting_named("PF_SYNC_CONCURRENCY")
+    if bounds.maximum is not None and value > bounds.maximum:
+        why = f" ({bounds.why_maximum})" if bounds.why_maximum else ""
+        raise argparse.ArgumentTypeError(
+            f"expected a number of at most {bounds.maximum}{why}, got {value}"
+        )
+    return value
 
 
 def _default_concurrency() -> str:

@@ -96,6 +96,7 @@ def test_pf_areas_says_ambiguous_candidates_only_for_automap():
         (["pf_report", "--run", "1", "--check"], "argument --check: not allowed with"),
         (["pf_sync", "--limit", "0"], "argument --limit: expected a number of at least 1"),
         (["pf_sync", "--concurrency", "x"], "argument --concurrency: expected a whole number"),
+        (["pf_repair", "--concurrency", "1000000000"], "--concurrency: expected a number of at"),
         (["pf_repair", "--limit", "-1"], "argument --limit: expected a number of at least 1"),
         (["pf_check", "--property", " "], "argument --property: expected a pf_id"),
         (["pf_sync", "--listing", "ab\x01\x1bc"], "got 'ab\\x01\\x1bc': it holds a control"),
