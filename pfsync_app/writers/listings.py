@@ -376,7 +376,13 @@ def properties_with_images(
     existing = properties_by_pf_id(pf_ids, unreadable)
     rows: dict[int, list] = {}
     if existing:
-        rows = image_rows_of(p.pk for p in existing.values())
+        images_unreadable: list[tuple[int, UnreadableCell]] = []
+        rows = image_rows_of((p.pk for p in existing.values()), images_unreadable)
+        if unreadable is not None and images_unreadable:
+            pf_id_of = {p.pk: pf_id for pf_id, p in existing.items()}
+            unreadable.extend(
+                (pf_id_of[owner], cell) for owner, cell in images_unreadable if owner in pf_id_of
+            )
     return existing, rows
 
 

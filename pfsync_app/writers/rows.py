@@ -113,3 +113,18 @@ def _cell(model: type[models.Model], pk: Any, field: models.Field, using: str) -
     else:
         what = "cannot be read"
     return UnreadableCell(model._meta.db_table, pk, field.column, raw, what)
+
+
+def read_all(rows: models.QuerySet) -> tuple[list[models.Model], list[UnreadableCell]]:
+    """The rows of ``rows``, as ``list(rows)``, and what could not be read (see ``read_rows``)."""
+    try:
+        return list(rows), []
+    except CONVERT_ERRORS:
+        pass
+    found: list[models.Model] = []
+    unreadable: list[UnreadableCell] = []
+    for pk in rows.values_list("pk", flat=True):
+        row, cells = _read_one(rows.model, pk)
+        found.append(row)
+        unreadable.extend(cells)
+    return found, unreadable

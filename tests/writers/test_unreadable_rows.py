@@ -15,7 +15,7 @@ from django.db.utils import DataError
 
 from pfsync_app.jobs.sync import SyncOptions, run_sync
 from pfsync_app.models import Property, ReportEntry
-from pfsync_app.writers.rows import read_rows
+from pfsync_app.writers.rows import read_all, read_rows
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,4 +75,25 @@ def test_read_rows_names_the_value_and_returns_the_row_with_it_as_none(sandbox_s
     assert found[rows[0].pf_id].price == rows[0].price
     assert [c.message for c in cells] == [
         f"properties_property row {rows[1].pk}, column price: 'n/a' is not a number"
+    ]
+
+
+def test_read_all_returns_every_row_and_names_the_value(sandbox_settings):
+    # read_all serves image rows; on SQLite only a converted column (a decimal) can fail.
+    run_sync(SyncOptions(images=False))
+    rows = list(Property.objects.exclude(price=None).order_by("pk")[:3])
+    if not corrupt_price(rows[2].pk):
+        assert connection.vendor == "postgresql"
+        return
+
+    found, cells = read_all(Property.objects.filter(pk__in=[p.pk for p in rows]))
+
+    assert sorted(p.pk for p in found) == [p.pk for p in rows]
+    assert [p.price for p in sorted(found, key=lambda p: p.pk)] == [
+        rows[0].price,
+        rows[1].price,
+        None,
+    ]
+    assert [(c.table, c.pk, c.column, c.raw) for c in cells] == [
+        ("properties_property", rows[2].pk, "price", "n/a")
     ]
