@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.utils import DataError
 
 from pfsync_app.jobs.sync import SyncOptions, run_sync
-from pfsync_app.models import Property, ReportEntry
+from pfsync_app.models import Agent, Property, ReportEntry
 from pfsync_app.writers.rows import read_all, read_rows
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,3 +97,31 @@ def test_read_all_returns_every_row_and_names_the_value(sandbox_settings):
     assert [(c.table, c.pk, c.column, c.raw) for c in cells] == [
         ("properties_property", rows[2].pk, "price", "n/a")
     ]
+
+
+def test_a_user_row_holding_a_value_its_converter_refuses_fails_that_user_alone(
+    sandbox_settings, monkeypatch
+):
+    # The bundled host's users table has no column SQLite fills with what Django cannot
+    # convert, so the phone column is given a converter that refuses one value.
+    first = run_sync(SyncOptions(only="users"))
+    assert first.exit_code == 0, first.failures
+    agent = Agent.objects.exclude(pf_user_id=None).exclude(phone="").order_by("pk").first()
+    phone = agent.phone
+    Agent.objects.filter(pk=agent.pk).update(phone="BAD")
+
+    def refuse(value, expression, connection):
+        if value == "BAD":
+            raise ValueError("not a phone")
+        return value
+
+    monkeypatch.setattr(Agent._meta.get_field("phone"), "from_db_value", refuse, raising=False)
+
+    result = run_sync(SyncOptions(only="users"))
+
+    assert result.failures == [
+        f"user {agent.pf_user_id}: users_user row {agent.pk}, column phone: 'BAD' cannot be read"
+    ]
+    assert Agent.objects.get(pk=agent.pk).phone == phone
+    again = run_sync(SyncOptions(only="users"))
+    assert again.exit_code == 0, again.failures
