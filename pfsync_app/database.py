@@ -103,17 +103,15 @@ def database_problem(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> str:
     if problem:
         return problem
     table = missing_table(exc)
-    if table is not None and table in pfsync_tables():
-        return (
-            f"pfsync's table {table!r} is missing from database {using!r}: "
-            "run python manage.py migrate"
-        )
     try:
         migrations = migrations_problem(using)
     except DatabaseError:
         migrations = None
     if migrations:
         return migrations
+    dropped = missing_pfsync_table(exc)
+    if dropped:
+        return dropped
     if table is not None:
         return (
             f"the host's table {table!r} is missing from database {using!r}: run the site's "
@@ -121,6 +119,23 @@ def database_problem(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> str:
             "shows the map in effect)"
         )
     return f"database {using!r} ({where(using)}) failed: {first_line(exc)}"
+
+
+def missing_pfsync_table(exc: BaseException) -> str | None:
+    """The sentence for ``exc`` naming one of pfsync's own tables as missing, else None.
+
+    Migrations may be recorded as applied while a table is gone (dropped by hand):
+    ``pfsync's table 'pfsync_app_listingstate' is missing: run python manage.py
+    migrate (it may have been dropped by hand)``. Not a lost connection: SQLite's
+    "no such table" is an OperationalError, so the run recorder asks this first.
+    """
+    table = missing_table(exc)
+    if table is None or table not in pfsync_tables():
+        return None
+    return (
+        f"pfsync's table {table!r} is missing: run python manage.py migrate "
+        "(it may have been dropped by hand)"
+    )
 
 
 def missing_table(exc: BaseException) -> str | None:

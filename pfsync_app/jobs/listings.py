@@ -114,7 +114,12 @@ class ListingStage:
         ]
         pf_ids = [values.pf_id for values in mapped]
         fingerprints = listing_fingerprints(pf_ids) if self.skip_unchanged else {}
-        existing, rows_by_property = properties_with_images(pf_ids)
+        unreadable: list = []
+        existing, rows_by_property = properties_with_images(pf_ids, unreadable)
+        for pf_id, cell in unreadable:
+            # That listing fails, named by the value; the row, read with it as None,
+            # disagrees with the listing and is written over with the right value.
+            self._fail(pf_id, cell.message, Cause("unreadable_row"))
         work: list[tuple[PropertyValues, str]] = []
         for values in mapped:
             fingerprint = values.fingerprint()

@@ -97,6 +97,10 @@ class SyncJob(Job):
         self.sync_result = SyncResult(run_id=None, counters={}, exit_code=0)
         self.seen: set[str] = set()
         self.fetch_complete = True
+        # Listing records the pages brought but nobody can name (not an object, no id).
+        self.unnamed_unreadable = 0
+        # Every id the confirm look-up returned, live or not.
+        self.looked_up: set[str] = set()
         self.listings: ListingStage | None = None
 
     # -- the lifecycle's hooks -----------------------------------------------
@@ -247,8 +251,10 @@ class SyncJob(Job):
             if kind == "listing" and error.record_id:
                 self.seen.add(str(error.record_id))
             elif kind == "listing":
-                # A listing we cannot name might be any of the published ones.
-                self.fetch_complete = False
+                # A listing we cannot name might be any of the published ones: the page
+                # came whole, so the fetch is complete, but only a record the confirm
+                # look-up returns may unpublish a property (_unpublish_missing).
+                self.unnamed_unreadable += 1
             field_text = f" (field {error.field})" if error.field else ""
             # Named as its report entry names it: a NUL or lone surrogate cannot be printed.
             name = clean_text(str(error.record_id or "?"))[0]
@@ -315,6 +321,8 @@ class SyncJob(Job):
         if found_again is None:
             return
         gone = {pf_id: pk for pf_id, pk in unseen.items() if pf_id not in found_again}
+        if self.unnamed_unreadable:
+            gone = self._keep_what_could_be_unreadable(gone)
         self.sync_result.listings_found_again = len(found_again)
         self.sync_result.listings_confirmed_gone = len(gone)
         self.recorder.info(
@@ -327,6 +335,24 @@ class SyncJob(Job):
         if gone:
             self._unpublish(gone, len(published))
 
+    def _keep_what_could_be_unreadable(self, gone: dict[str, int]) -> dict[str, int]:
+        """Of ``gone``, those the look-up returned (not live); the others stay published.
+
+        A listing record that could not be read and names no id could be any
+        published listing the look-up did not return either: those are kept, with
+        a warning, and only a record the look-up returned as not live unpublishes.
+        """
+        confirmed = {pf_id: pk for pf_id, pk in gone.items() if pf_id in self.looked_up}
+        kept = len(gone) - len(confirmed)
+        if kept:
+            self.recorder.warning(
+                "unpublish.kept",
+                f"{plural(kept, 'published property')} not returned "
+                f"by the look-up kept published: {plural(self.unnamed_unreadable, 'listing')} "
+                "of the pages could not be read and named no id, and could be any of them",
+            )
+        return confirmed
+
     def _look_up(self, pf_ids: list[str]) -> set[str] | None:
         """Fetch these listings directly and sync the live ones; their ids, or None on failure."""
         live: list[records.Listing] = []
@@ -338,6 +364,7 @@ class SyncJob(Job):
                         "properties could not be read; nothing was unpublished"
                     )
                     return None
+                self.looked_up.update(listing.id for listing in page.items)
                 live.extend(listing for listing in page.items if listing.is_live)
         except AuthenticationError as exc:
             raise atlas_failure(exc, "", mid_run=True) from exc

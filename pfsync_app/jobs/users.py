@@ -84,7 +84,13 @@ class UserStage:
             self.failures.append(f"user {user.id}: {problem}")
             advance()
         # One query tells which users are already up to date: they cost nothing more.
-        unchanged = unchanged_users(mapped)
+        unreadable: list = []
+        unchanged = unchanged_users(mapped, unreadable)
+        for pf_user_id, cell in unreadable:
+            # That user fails, named by the value; the row, read with it as None,
+            # disagrees and is written over when pfsync owns the column.
+            self.recorder.error("user.failed", cell.message, pf_id=str(pf_user_id))
+            self.failures.append(f"user {pf_user_id}: {cell.message}")
         for values in mapped:
             user = values.record
             if user.id in unchanged and not values.warnings:

@@ -50,7 +50,7 @@ from pfsync_app.media.decode import (
     require_image_start,
     sniff_image_type,
 )
-from pfsync_app.media.files import CHUNK_SIZE, STORAGE_FULL_ERRNOS, TEMP_DIR_NAME
+from pfsync_app.media.files import CHUNK_SIZE, STORAGE_BROKEN_ERRNOS, TEMP_DIR_NAME
 from pfsync_app.media.policy import (
     PRIVATE_HOSTS_HINT,
     os_error_text,
@@ -172,7 +172,7 @@ class ImageDownloader:
     def download(self, url: str) -> StoredImage:
         """Download ``url`` into storage, retrying transient failures; raise ImageDownloadError.
 
-        Raises MediaStorageFull, not retried, when the storage has no room left.
+        Raises MediaStorageFull, not retried, when every write would fail (full, read-only).
         """
         attempts = 0
 
@@ -428,13 +428,19 @@ class ImageDownloader:
             raise self._storage_error(exc, f"cannot save {name}") from exc
 
     def _storage_error(self, exc: BaseException, doing: str) -> Exception:
-        """DownloadAttemptFailed("storage"), or MediaStorageFull when there is no room left."""
+        """DownloadAttemptFailed("storage"), or MediaStorageFull when every write would fail.
+
+        Every write fails alike on a full disk, a spent quota, a read-only remount or a
+        media root that refuses writes (``STORAGE_BROKEN_ERRNOS``): the run stops with
+        one sentence, "the media storage is read-only: cannot save ...", exit status 2.
+        """
         text = f"{doing}: {_storage_text(exc)}"
-        if not _is_storage_full(exc):
+        broken = _storage_broken(exc)
+        if broken is None:
             return DownloadAttemptFailed("storage", text)
         with self._full_lock:
             if self._full is None:
-                self._full = MediaStorageFull(f"the media storage is full: {text}")
+                self._full = MediaStorageFull(f"the media storage {broken}: {text}")
                 logger.error("%s", self._full)
             return self._full
 
@@ -455,12 +461,15 @@ def _require_image_start(head: bytes) -> None:
         raise DownloadAttemptFailed(exc.reason, exc.cause) from exc
 
 
-def _is_storage_full(exc: BaseException) -> bool:
-    """Whether "no space left" (or a spent quota) is among the causes of a storage error."""
-    return any(
-        isinstance(cause, OSError) and cause.errno in STORAGE_FULL_ERRNOS
-        for cause in error_causes(exc)
-    )
+def _storage_broken(exc: BaseException) -> str | None:
+    """What a storage error says of the whole storage ("is full", "is read-only"), else None.
+
+    None for a per-file error (a name too long): only that image fails.
+    """
+    for cause in error_causes(exc):
+        if isinstance(cause, OSError) and cause.errno in STORAGE_BROKEN_ERRNOS:
+            return STORAGE_BROKEN_ERRNOS[cause.errno]
+    return None
 
 
 def _close_quietly(temp: IO[bytes]) -> None:

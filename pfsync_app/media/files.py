@@ -35,6 +35,16 @@ CHUNK_SIZE = 64 * 1024
 #: errno values that mean the storage has no room left (a full disk, a spent quota).
 STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
+#: errno values after which every later write fails too, and what each says of the
+#: storage: a full disk or spent quota, a folder remounted read-only, a media root
+#: whose permissions changed. A per-file error (a name too long) is not among them.
+STORAGE_BROKEN_ERRNOS: dict[int, str] = {
+    errno.ENOSPC: "is full",
+    errno.EDQUOT: "is full",
+    errno.EROFS: "is read-only",
+    errno.EACCES: "refuses writes (permission denied)",
+}
+
 # Temporary downloads live inside a FileSystemStorage's own folder so the final
 # move into place is a rename on the same filesystem: atomic.
 TEMP_DIR_NAME = ".pfsync-tmp"

@@ -19,6 +19,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from pfsync_app.conf import pfsync_settings
+from pfsync_app.database import missing_pfsync_table
 from pfsync_app.exceptions import SyncAborted, first_line
 from pfsync_app.models import ReportEntry, SyncRun
 from pfsync_app.reports.causes import Cause
@@ -319,6 +320,10 @@ class RunRecorder:
             return False
         if isinstance(exc, SyncAborted):
             self._end_quietly(SyncRun.Status.FAILED, str(exc))
+        elif isinstance(exc, DatabaseError) and (dropped := missing_pfsync_table(exc)):
+            # A table dropped by hand under applied migrations: not a lost connection.
+            self._end_quietly(SyncRun.Status.FAILED, dropped)
+            raise SyncAborted(dropped) from exc
         elif isinstance(exc, OperationalError | InterfaceError):
             message = f"the database went away: {first_line(exc)}"
             self._end_quietly(SyncRun.Status.FAILED, message)

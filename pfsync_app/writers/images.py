@@ -26,6 +26,7 @@ from pfsync_app.models import ImageFile, ImageState, ListingState, Property, Pro
 from pfsync_app.signals import after_image_save, before_image_save
 from pfsync_app.writers.columns import HostTable, host_table, send_signal
 from pfsync_app.writers.outcomes import ListingOutcome
+from pfsync_app.writers.rows import UnreadableCell, read_all
 
 #: The facts of an image pfsync keeps itself when the host's table has no column for them.
 FACTS = ("source_url", "position", "width", "height", "is_active")
@@ -81,9 +82,18 @@ def as_image_row(row: Any, state: ImageState | None = None) -> ImageRow:
     )
 
 
-def image_rows_of(property_ids: Iterable[int]) -> dict[int, list[ImageRow]]:
-    """The image rows of these properties, with their kept facts, by property id."""
-    rows = list(PropertyImage.objects.filter(property_id__in=list(property_ids)))
+def image_rows_of(
+    property_ids: Iterable[int], unreadable: list[tuple[int, UnreadableCell]] | None = None
+) -> dict[int, list[ImageRow]]:
+    """The image rows of these properties, with their kept facts, by property id.
+
+    A row holding a value Django cannot convert comes with that field None;
+    ``unreadable``, when given, receives (property id, cell) for each such value.
+    """
+    rows, cells = read_all(PropertyImage.objects.filter(property_id__in=list(property_ids)))
+    if unreadable is not None and cells:
+        owners = {row.pk: row.property_id for row in rows}
+        unreadable.extend((owners[cell.pk], cell) for cell in cells)
     states = {}
     if rows and _keeps_facts():
         states = ImageState.objects.in_bulk([row.pk for row in rows], field_name="image_id")

@@ -36,6 +36,7 @@ from pfsync_app.writers.images import (
     write_images,
 )
 from pfsync_app.writers.outcomes import CREATED, UNCHANGED, UPDATED, ListingOutcome
+from pfsync_app.writers.rows import UnreadableCell, read_rows
 from pfsync_app.writers.users import agent_by_reference, agents_by_profile
 
 #: Values never altered to fit: the listing's id, and the cover image's file name.
@@ -338,25 +339,50 @@ def forget_fingerprint(pf_id: str) -> None:
     ListingState.objects.filter(pf_id=pf_id).update(fingerprint="")
 
 
-def properties_by_pf_id(pf_ids: list[str]) -> dict[str, Property]:
-    """The host properties of these listings, by listing id (host column or pfsync's link)."""
+def properties_by_pf_id(
+    pf_ids: list[str], unreadable: list[tuple[str, UnreadableCell]] | None = None
+) -> dict[str, Property]:
+    """The host properties of these listings, by listing id (host column or pfsync's link).
+
+    A row holding a value Django cannot convert is returned with that field None;
+    ``unreadable``, when given, receives (pf_id, cell) for each such value.
+    """
     if properties().holds("pf_id"):
-        return Property.objects.in_bulk(pf_ids, field_name="pf_id")
+        found, cells = read_rows(Property, pf_ids, field_name="pf_id")
+        by_pk = {row.pk: pf_id for pf_id, row in found.items()}
+        if unreadable is not None:
+            unreadable.extend((by_pk[cell.pk], cell) for cell in cells)
+        return found
     links = dict(
         ListingState.objects.filter(pf_id__in=pf_ids, property_id__isnull=False).values_list(
             "pf_id", "property_id"
         )
     )
-    rows = Property.objects.in_bulk(list(links.values()))
+    rows, cells = read_rows(Property, list(links.values()))
+    if unreadable is not None:
+        by_pk = {pk: pf_id for pf_id, pk in links.items()}
+        unreadable.extend((by_pk[cell.pk], cell) for cell in cells)
     return {pf_id: rows[pk] for pf_id, pk in links.items() if pk in rows}
 
 
-def properties_with_images(pf_ids: list[str]) -> tuple[dict[str, Property], dict[int, list]]:
-    """The host properties of these listings by pf_id, and their image rows by property id."""
-    existing = properties_by_pf_id(pf_ids)
+def properties_with_images(
+    pf_ids: list[str], unreadable: list[tuple[str, UnreadableCell]] | None = None
+) -> tuple[dict[str, Property], dict[int, list]]:
+    """The host properties of these listings by pf_id, and their image rows by property id.
+
+    ``unreadable`` receives the values of these properties Django cannot convert
+    (see ``properties_by_pf_id``).
+    """
+    existing = properties_by_pf_id(pf_ids, unreadable)
     rows: dict[int, list] = {}
     if existing:
-        rows = image_rows_of(p.pk for p in existing.values())
+        images_unreadable: list[tuple[int, UnreadableCell]] = []
+        rows = image_rows_of((p.pk for p in existing.values()), images_unreadable)
+        if unreadable is not None and images_unreadable:
+            pf_id_of = {p.pk: pf_id for pf_id, p in existing.items()}
+            unreadable.extend(
+                (pf_id_of[owner], cell) for owner, cell in images_unreadable if owner in pf_id_of
+            )
     return existing, rows
 
 

@@ -27,6 +27,7 @@ from pfsync_app.signals import after_user_save, before_user_save
 from pfsync_app.writers.columns import HostTable, host_table, send_signal
 from pfsync_app.writers.fit import clean_text, fit_row
 from pfsync_app.writers.outcomes import CREATED, UNCHANGED, UPDATED, UserOutcome
+from pfsync_app.writers.rows import UnreadableCell, read_all
 
 USER_FIELDS = ("first_name", "last_name", "email", "phone", "role")
 IDS = ("pf_user_id", "pf_public_profile_id")
@@ -67,14 +68,24 @@ def _linked(rows: list[Agent]) -> list[LinkedAgent]:
     return result
 
 
-def agents_by_pf_user(pf_user_ids: list[int]) -> dict[int, LinkedAgent]:
-    """The host users linked to these PF users, by PF user id."""
+def agents_by_pf_user(
+    pf_user_ids: list[int], unreadable: list[tuple[int, UnreadableCell]] | None = None
+) -> dict[int, LinkedAgent]:
+    """The host users linked to these PF users, by PF user id.
+
+    A row holding a value Django cannot convert comes with that field None;
+    ``unreadable``, when given, receives (PF user id, cell) for each such value.
+    """
     if users().holds("pf_user_id"):
-        rows = list(Agent.objects.filter(pf_user_id__in=pf_user_ids))
+        rows, cells = read_all(Agent.objects.filter(pf_user_id__in=pf_user_ids))
     else:
         agent_ids = AgentLink.objects.filter(pf_user_id__in=pf_user_ids).values("agent_id")
-        rows = list(Agent.objects.filter(pk__in=agent_ids))
-    return {agent.pf_user_id: agent for agent in _linked(rows) if agent.pf_user_id is not None}
+        rows, cells = read_all(Agent.objects.filter(pk__in=agent_ids))
+    found = {agent.pf_user_id: agent for agent in _linked(rows) if agent.pf_user_id is not None}
+    if unreadable is not None and cells:
+        by_pk = {agent.pk: pf_user_id for pf_user_id, agent in found.items()}
+        unreadable.extend((by_pk[cell.pk], cell) for cell in cells if cell.pk in by_pk)
+    return found
 
 
 def agents_by_profile() -> dict[int, int]:
@@ -160,10 +171,15 @@ def id_problem(values: UserValues) -> str | None:
     return None
 
 
-def unchanged_users(values_list: list[UserValues]) -> set[int]:
-    """The PF user ids whose linked host user already holds exactly these values (one query)."""
+def unchanged_users(
+    values_list: list[UserValues], unreadable: list[tuple[int, UnreadableCell]] | None = None
+) -> set[int]:
+    """The PF user ids whose linked host user already holds exactly these values (one query).
+
+    ``unreadable`` receives the host values Django cannot convert (``agents_by_pf_user``).
+    """
     table = users()
-    current = agents_by_pf_user([v.pf_user_id for v in values_list])
+    current = agents_by_pf_user([v.pf_user_id for v in values_list], unreadable)
     same = set()
     for values in values_list:
         agent = current.get(values.pf_user_id)

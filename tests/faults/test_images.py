@@ -20,7 +20,14 @@ from pfsync_app.jobs.sync import SyncOptions
 from pfsync_app.media.files import TEMP_DIR_NAME
 from pfsync_app.models import Property, PropertyImage, SyncRun
 from pfsync_app.sandbox.store import is_live
-from tests.fixtures.faults import FillingDiskStorage, Scenario, entries, media_root, stray_files
+from tests.fixtures.faults import (
+    FillingDiskStorage,
+    GoingReadOnlyStorage,
+    Scenario,
+    entries,
+    media_root,
+    stray_files,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.fault_scenario]
 
@@ -133,6 +140,33 @@ def test_a_disk_filling_up_mid_run_stops_it_and_keeps_every_row_on_an_existing_f
         assert (media_root() / name).is_file()
     assert 0 < PropertyImage.objects.count() <= FillingDiskStorage.FILL_AFTER
     assert stray_files() == []
+
+
+def test_a_media_folder_going_read_only_mid_run_stops_it_with_one_sentence(scenario, settings):
+    storages = settings.STORAGES
+    settings.STORAGES = {
+        **storages,
+        "default": {"BACKEND": "tests.fixtures.faults.GoingReadOnlyStorage"},
+    }
+    GoingReadOnlyStorage.saved = 0
+
+    with pytest.raises(CommandError) as info:
+        call_command("pf_sync", "--concurrency", "1", stdout=StringIO(), stderr=StringIO())
+
+    assert info.value.returncode == 2
+    assert re.fullmatch(
+        r"pf_sync could not run: the media storage is read-only: cannot save "
+        r"property_images/[0-9a-f]{32}\.(jpg|png): Read-only file system",
+        str(info.value),
+    )
+    run = SyncRun.objects.get(command="pf_sync")
+    assert run.status == "failed" and run.message.startswith("the media storage is read-only: ")
+    # One sentence for the run, not one failure per image.
+    assert entries(run.pk, action="image.failed") == []
+    assert 0 < PropertyImage.objects.count() <= GoingReadOnlyStorage.FILL_AFTER
+    assert stray_files() == []
+    settings.STORAGES = storages
+    scenario.converge()
     settings.STORAGES = storages
     scenario.converge()
 

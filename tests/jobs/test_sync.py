@@ -223,6 +223,54 @@ def test_a_failed_page_never_unpublishes(sandbox_settings):
     assert "did not complete" in result.unpublish_note
 
 
+def served_with_one_unreadable_record(sb, without: str | None = None) -> None:
+    """Serve the sandbox's listings as they are (minus ``without``) and a string among them."""
+    raws = [raw for raw in sb.data.listings() if raw["id"] != without]
+    sb.data.serve_records(listings=[*raws[:2], "not a listing", *raws[2:]])
+
+
+def test_an_unreadable_record_fails_alone_and_the_fetch_still_completes(sandbox_settings):
+    sb = sandbox_settings
+    run_sync(SyncOptions(images=False))
+    published = Property.objects.filter(is_published=True).count()
+    served_with_one_unreadable_record(sb)
+
+    result = run_sync(SyncOptions(images=False))
+
+    assert result.exit_code == 1
+    assert [f for f in result.failures if f.startswith("listing ?")] == result.failures
+    assert len(result.failures) == 1
+    assert result.unpublish_note == ""
+    assert result.counters["properties_unpublished"] == 0
+    assert Property.objects.filter(is_published=True).count() == published
+
+
+def test_an_unreadable_record_without_an_id_never_unpublishes_what_it_could_be(sandbox_settings):
+    sb = sandbox_settings
+    run_sync(SyncOptions(images=False))
+    live = next(raw["id"] for raw in sb.data.listings() if expected_live(raw))
+    served_with_one_unreadable_record(sb, without=live)
+
+    result = run_sync(SyncOptions(images=False))
+
+    assert result.counters["properties_unpublished"] == 0
+    assert Property.objects.get(pf_id=live).is_published is True
+    kept = ReportEntry.objects.get(run_id=result.run_id, action="unpublish.kept")
+    assert kept.message.startswith("1 published property not returned by the look-up kept")
+
+
+def test_without_an_unreadable_record_a_listing_gone_is_unpublished(sandbox_settings):
+    sb = sandbox_settings
+    run_sync(SyncOptions(images=False))
+    live = next(raw["id"] for raw in sb.data.listings() if expected_live(raw))
+    sb.data.remove_listing(live)
+
+    result = run_sync(SyncOptions(images=False))
+
+    assert result.counters["properties_unpublished"] == 1
+    assert Property.objects.get(pf_id=live).is_published is False
+
+
 def test_listing_option_syncs_only_those_and_an_unknown_id_stops_with_status_2(sandbox_settings):
     sb = sandbox_settings
     pf_id = sb.data.listings()[3]["id"]

@@ -644,14 +644,15 @@ def test_a_body_shorter_than_its_content_length_is_truncated_and_retried(
 # ---- storage failures -------------------------------------------------------------------------
 
 
-def test_a_storage_that_cannot_write_fails_with_the_os_error_and_leaves_nothing(
+def test_a_file_the_storage_cannot_write_fails_with_the_os_error_and_leaves_nothing(
     image_host, make_downloader, media_root, sleeps
 ):
-    text = "Read-only file system"
+    # A per-file error: only this image fails (a read-only storage stops the run, below).
+    text = "File name too long"
 
     class FailingStorage(FileSystemStorage):
         def _save(self, name, content):
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
 
     url = image_host.route("/a.png", reply(200, PNG))
 
@@ -894,3 +895,32 @@ def test_a_media_folder_already_full_is_said_so_before_any_download(media_root, 
     problem = files.storage_write_problem(FileSystemStorage(location=media_root))
 
     assert problem == f"the media storage is full: {media_root} has no room left"
+
+
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [
+        (errno.EROFS, "is read-only"),
+        (errno.EACCES, "refuses writes (permission denied)"),
+        (errno.EDQUOT, "is full"),
+    ],
+)
+def test_a_storage_every_write_fails_on_stops_like_a_full_disk(
+    image_host, make_downloader, media_root, sleeps, code, says
+):
+    class BrokenStorage(FileSystemStorage):
+        def _save(self, name, content):
+            raise OSError(code, os.strerror(code), name)
+
+    url = image_host.route("/a.png", reply(200, PNG))
+    downloader = make_downloader(storage=BrokenStorage(location=media_root))
+
+    with pytest.raises(MediaStorageFull) as broken:
+        downloader.download(url)
+    with pytest.raises(MediaStorageFull) as again:
+        downloader.download(url)
+
+    assert str(broken.value).startswith(f"the media storage {says}: cannot save ")
+    assert again.value is broken.value
+    assert image_host.hits["/a.png"] == 1
+    assert files_under(media_root) == []
