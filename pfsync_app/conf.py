@@ -272,7 +272,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "IMAGE_DOWNLOAD_RETRY_DELAY",
         2.0,
-        "seconds before the second attempt; the wait doubles after each further attempt",
+        "seconds before the second attempt; the wait doubles after each further attempt, "
+        "up to a minute (or this delay, when longer)",
         kind="float",
         minimum=0,
         old_service=True,

@@ -98,6 +98,10 @@ def _status_text(response: requests.Response) -> str:
     return f"HTTP {response.status_code} {phrase}".rstrip()
 
 
+#: The longest wait between two attempts at an image, in seconds (unless the delay is longer).
+LONGEST_WAIT = 60.0
+
+
 class _DownloadedFile(File):
     """A finished temporary file that FileSystemStorage moves into place instead of copying."""
 
@@ -185,7 +189,11 @@ class ImageDownloader:
 
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries),
-            wait=wait_exponential(multiplier=self.retry_delay, exp_base=2),
+            # Doubling, but never past a minute (or the delay itself, when set longer):
+            # twenty doublings of even 2 s would otherwise wait for weeks.
+            wait=wait_exponential(
+                multiplier=self.retry_delay, exp_base=2, max=max(self.retry_delay, LONGEST_WAIT)
+            ),
             retry=retry_if_exception(
                 lambda exc: (
                     isinstance(exc, DownloadAttemptFailed)

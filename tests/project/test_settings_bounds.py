@@ -3,7 +3,8 @@
 IMAGE_DOWNLOAD_MAX_RETRIES=1000000000 with a delay of 0 once fetched an image 1025 times
 and logged "retrying in 4611686018427387904.0 s": past 2**1024 tenacity's doubling
 overflows a float and it falls back to its own maximum wait. At the registry's bounds every
-wait is finite and the one logged is the one slept.
+wait is finite, none is longer than a minute (or the delay itself, when longer), and the
+one logged is the one slept.
 """
 
 import logging
@@ -14,7 +15,7 @@ import requests
 from django.core.files.storage import FileSystemStorage
 
 from pfsync_app.conf import setting_named
-from pfsync_app.media.download import ImageDownloader, ImageDownloadError
+from pfsync_app.media.download import LONGEST_WAIT, ImageDownloader, ImageDownloadError
 
 RETRIES = setting_named("IMAGE_DOWNLOAD_MAX_RETRIES")
 DELAY = setting_named("IMAGE_DOWNLOAD_RETRY_DELAY")
@@ -41,7 +42,8 @@ def test_at_the_most_retries_every_wait_is_finite_and_logged_as_slept(tmp_path, 
         with pytest.raises(ImageDownloadError, match=f"after {RETRIES.maximum} attempts"):
             downloader.download(url)
 
-    assert sleeps == [delay * 2**n for n in range(RETRIES.maximum - 1)]
+    longest = max(delay, LONGEST_WAIT)
+    assert sleeps == [min(delay * 2**n, longest) for n in range(RETRIES.maximum - 1)]
     logged = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
     assert [line.rsplit("retrying in ", 1)[1] for line in logged] == [
         f"{wait:.1f} s" for wait in sleeps
