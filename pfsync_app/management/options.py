@@ -9,6 +9,8 @@ import argparse
 import unicodedata
 from typing import Any
 
+from pfsync_app.words import plural
+
 #: The largest whole number an option takes: what a 32-bit database column holds. No count
 #: pfsync works with (listings, events, days, downloads) comes near it.
 LARGEST_WHOLE = 2**31 - 1
@@ -30,7 +32,8 @@ def _whole(text: str, least: int) -> int:
     if digits.isdigit() and len(digits) > len(str(LARGEST_WHOLE)):
         # Checked first: Python refuses to read a number of more than 4300 digits at all.
         raise argparse.ArgumentTypeError(
-            f"expected a number of at most {LARGEST_WHOLE}, got one of {len(digits)} digits"
+            f"expected a number of at most {LARGEST_WHOLE}, "
+            f"got one of {plural(len(digits), 'digit')}"
         )
     try:
         value = int(text)
