@@ -25,6 +25,8 @@ THIS = Path(__file__).resolve().relative_to(ROOT).as_posix()
 
 # How a path into the notes beside the project would be spelled in code.
 SHARED_PATHS = ("../shared", "shared/atlas", "shared/HOST_SCHEMA", "shared/STYLE")
+# The folder's bare name, as a path joined part by part would hold it.
+SHARED_NAME = SHARED_PATHS[0].removeprefix("../")
 
 
 def tracked_files() -> list[Path]:
@@ -48,7 +50,7 @@ def python_paths_into_shared(path: Path) -> list[str]:
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)
         and id(node) not in docstrings
-        and (node.value == "shared" or any(p in node.value for p in SHARED_PATHS))
+        and (node.value == SHARED_NAME or any(p in node.value for p in SHARED_PATHS))
     ]
 
 
