@@ -177,3 +177,18 @@ def database_alias(text: str) -> str:
         return text
     known = ", ".join(sorted(connections.settings)) or "none"
     raise argparse.ArgumentTypeError(f"no database {text!r} in DATABASES (known: {known})")
+
+
+def add_verbosity(action: argparse.ArgumentParser, shows: str = "") -> None:
+    """-v on a subcommand, so that "pf_areas unmapped -v 2" works as "pf_areas -v 2 unmapped".
+
+    ``shows``: what level 2 adds, for the help ("also shows pfsync's INFO log lines").
+    """
+    action.add_argument(
+        "-v",
+        "--verbosity",
+        type=int,
+        choices=[0, 1, 2, 3],
+        default=argparse.SUPPRESS,
+        help=f"Verbosity level, 0 to 3 (default 1){'; 2 ' + shows if shows else ''}.",
+    )

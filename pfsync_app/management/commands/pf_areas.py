@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +14,7 @@ from pfsync_app.jobs import areas
 from pfsync_app.jobs.base import atlas_failure
 from pfsync_app.jobs.clients import build_client
 from pfsync_app.management.base import PfsyncCommand
-from pfsync_app.management.options import action_parser
+from pfsync_app.management.options import action_parser, add_verbosity
 from pfsync_app.words import plural, verb
 from pfsync_app.writers.areas import has_areas, unmapped_locations
 
@@ -93,18 +92,8 @@ class Command(PfsyncCommand):
 
         for action in (unmapped, search, link, automap):
             # So that "pf_areas automap -v 2" works, not only "pf_areas -v 2 automap".
-            shows = (
-                "0 to 3 (default 1); 2 also shows the paths of ambiguous candidates."
-                if action is automap
-                else "0 to 3 (default 1)."
-            )
-            action.add_argument(
-                "-v",
-                "--verbosity",
-                type=int,
-                choices=[0, 1, 2, 3],
-                default=argparse.SUPPRESS,
-                help=f"Verbosity level, {shows}",
+            add_verbosity(
+                action, "also shows the paths of ambiguous candidates" if action is automap else ""
             )
 
     def records_run(self, options: dict[str, Any]) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from django.core.management.base import CommandError, CommandParser
@@ -13,7 +12,7 @@ from pfsync_app.jobs.base import atlas_failure
 from pfsync_app.jobs.subscriptions import subscribe
 from pfsync_app.jobs.webhooks import EVENT_TYPES, process_pending
 from pfsync_app.management.base import PfsyncCommand
-from pfsync_app.management.options import action_parser, positive_int
+from pfsync_app.management.options import action_parser, add_verbosity, positive_int
 from pfsync_app.words import plural
 
 
@@ -67,15 +66,7 @@ class Command(PfsyncCommand):
             help="Process at most N events (default: all).",
         )
         for action in (listing, subscribe, unsubscribe, process):
-            # So that "pf_webhooks list -v 2" works, not only "pf_webhooks -v 2 list".
-            action.add_argument(
-                "-v",
-                "--verbosity",
-                type=int,
-                choices=[0, 1, 2, 3],
-                default=argparse.SUPPRESS,
-                help="Verbosity level, 0 to 3 (default 1); 2 also shows pfsync's INFO log lines.",
-            )
+            add_verbosity(action, "also shows pfsync's INFO log lines")
 
     def records_run(self, options: dict) -> bool:
         """Processing events records a run; list, subscribe and unsubscribe do not."""
