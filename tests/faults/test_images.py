@@ -140,6 +140,8 @@ def test_a_disk_filling_up_mid_run_stops_it_and_keeps_every_row_on_an_existing_f
         assert (media_root() / name).is_file()
     assert 0 < PropertyImage.objects.count() <= FillingDiskStorage.FILL_AFTER
     assert stray_files() == []
+    settings.STORAGES = storages
+    scenario.converge()
 
 
 def test_a_media_folder_going_read_only_mid_run_stops_it_with_one_sentence(scenario, settings):
@@ -165,8 +167,6 @@ def test_a_media_folder_going_read_only_mid_run_stops_it_with_one_sentence(scena
     assert entries(run.pk, action="image.failed") == []
     assert 0 < PropertyImage.objects.count() <= GoingReadOnlyStorage.FILL_AFTER
     assert stray_files() == []
-    settings.STORAGES = storages
-    scenario.converge()
     settings.STORAGES = storages
     scenario.converge()
 
