@@ -57,6 +57,10 @@ CHANGES = st.one_of(
 )
 
 
+# Django 6.1 renamed transaction.savepoint() to savepoint_create() and deprecates the old name.
+SAVEPOINT_CREATE = getattr(transaction, "savepoint_create", transaction.savepoint)
+
+
 class Nights(RuleBasedStateMachine):
     """One sandbox and one host database through a random sequence of nights."""
 
@@ -69,7 +73,7 @@ class Nights(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         number = next(Nights.examples)
-        self.savepoint = transaction.savepoint()
+        self.savepoint = SAVEPOINT_CREATE()
         Nights.settings.MEDIA_ROOT = Nights.media / f"example-{number}"
         self.sb = Sandbox(users=3, listings=5, images_per_listing=2, image_bytes=400, seed=number)
         self.sb.start()
