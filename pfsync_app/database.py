@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -144,15 +145,30 @@ def missing_table(exc: BaseException) -> str | None:
     The exceptions ``exc`` arose from are read too: a server-side cursor closed after
     its query failed raises its own error, with the missing table in the context.
     """
-    seen: BaseException | None = exc
-    for _ in range(10):  # a chain, not a cycle
-        if seen is None:
-            break
+    for seen in exception_chain(exc):
         found = _MISSING_TABLE.search(str(seen))
         if found is not None:
             return (found.group(1) or found.group(2)).split(".")[-1]
-        seen = seen.__cause__ or seen.__context__
     return None
+
+
+def from_database(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether ``exc``, or an exception it arose from, is a database error (Django's or the
+    driver's own, which a closed server-side cursor raises unwrapped)."""
+    errors: tuple[type[BaseException], ...] = (DatabaseError,)
+    if using in connections.settings:  # an alias not in DATABASES has no driver of its own
+        errors += (getattr(connections[using].Database, "Error", DatabaseError),)
+    return any(isinstance(seen, errors) for seen in exception_chain(exc))
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it arose from (``__cause__``, else ``__context__``), ten at most."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain, not a cycle
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
 
 
 def pfsync_tables() -> set[str]:

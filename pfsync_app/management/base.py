@@ -38,11 +38,10 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.utils import DatabaseError
+from django.db import DEFAULT_DB_ALIAS
 
 from pfsync_app.checks import check_settings, one_sentence
-from pfsync_app.database import database_problem
+from pfsync_app.database import database_problem, from_database
 from pfsync_app.exceptions import PfsyncError, SyncAborted, Terminated
 from pfsync_app.jobs.base import main_thread_interrupt
 from pfsync_app.reports.logs import one_line
@@ -51,21 +50,6 @@ logger = logging.getLogger("pfsync.commands")
 
 #: The exit status of a command that could not run (the old service's, and cron's cue).
 COULD_NOT_RUN = 2
-
-
-def from_database(exc: BaseException, using: str = DEFAULT_DB_ALIAS) -> bool:
-    """Whether ``exc``, or an exception it arose from, is the database driver's error."""
-    errors: tuple[type[BaseException], ...] = (DatabaseError,)
-    if using in connections.settings:  # an alias not in DATABASES has no driver of its own
-        errors += (getattr(connections[using].Database, "Error", DatabaseError),)
-    seen: BaseException | None = exc
-    for _ in range(10):  # a chain, not a cycle
-        if seen is None:
-            return False
-        if isinstance(seen, errors):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 class _WarningsOnly(logging.Filter):
