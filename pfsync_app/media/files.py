@@ -39,8 +39,7 @@ STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: storage: a full disk or spent quota, a folder remounted read-only, a media root
 #: whose permissions changed. A per-file error (a name too long) is not among them.
 STORAGE_BROKEN_ERRNOS: dict[int, str] = {
-    errno.ENOSPC: "is full",
-    errno.EDQUOT: "is full",
+    **dict.fromkeys(STORAGE_FULL_ERRNOS, "is full"),
     errno.EROFS: "is read-only",
     errno.EACCES: "refuses writes (permission denied)",
 }
